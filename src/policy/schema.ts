@@ -1,0 +1,109 @@
+// The policy file's schema: what platform teams may set, with defaults and the
+// checks that name the bad field. Quantities and durations become numbers here.
+import { z } from "zod";
+import { parseBytes, parseDuration } from "./units.js";
+
+const bytes = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const n = parseBytes(v);
+  if (n === null) {
+    ctx.addIssue({ code: "custom", message: `"${v}" is not a byte quantity (examples: 512Mi, 50Gi, 1000000)` });
+    return z.NEVER;
+  }
+  return n;
+});
+
+const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const n = parseDuration(v);
+  if (n === null) {
+    ctx.addIssue({ code: "custom", message: `"${v}" is not a duration (examples: 500ms, 30s, 10m, 1h)` });
+    return z.NEVER;
+  }
+  return n;
+});
+
+const hostPattern = z
+  .string()
+  .regex(/^(\*|(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\]|[0-9a-f:.]+)$/i, "must be a host name, `*.domain`, `*` or an IP address (no scheme, port or path)");
+
+const privateEntry = z
+  .string()
+  .regex(/^([a-z0-9.-]+|[0-9a-f:.]+(\/\d{1,3})?|\[[0-9a-f:.]+\])$/i, "must be a host name, an IP address or a CIDR such as 10.0.0.0/8");
+
+const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a DNS-1123 label").max(63);
+const absPath = z
+  .string()
+  .regex(/^\/[^\0]*$/, "must be an absolute path")
+  .refine((p) => !p.split("/").some((s) => s === ".." || s === "."), "must not contain . or .. segments")
+  .refine((p) => p !== "/", "must not be /");
+
+const image = z.string().min(1).regex(/^[a-z0-9][^\s]*$/i, "must be an image reference such as registry.k8s.io/pause:3.10");
+const quantity = z.union([z.string(), z.number()]).transform(String);
+const resourceList = z.strictObject({ cpu: quantity.optional(), memory: quantity.optional(), "ephemeral-storage": quantity.optional() });
+
+const origins = z.strictObject({
+  allow: z.array(hostPattern).default(["*"]),
+  schemes: z.array(z.enum(["https", "http"])).min(1).default(["https", "http"]),
+  allowPrivate: z.array(privateEntry).default([]),
+});
+
+const injection = z.strictObject({
+  maxFiles: z.number().int().min(1).max(256).default(16),
+  mountPath: absPath.default("/cache"),
+  mode: z.enum(["mount", "copy"]).default("mount"),
+  onInvalid: z.enum(["deny", "warn"]).default("deny"),
+});
+
+const namespaceOverride = z.strictObject({
+  maxFiles: z.number().int().min(1).max(256).optional(),
+  mountPath: absPath.optional(),
+  mode: z.enum(["mount", "copy"]).optional(),
+  onInvalid: z.enum(["deny", "warn"]).optional(),
+  originsAllow: z.array(hostPattern).optional(),
+});
+
+const prepullImage = z.union([
+  image.transform((i) => ({ image: i, architectures: [] as string[] })),
+  z.strictObject({ image, architectures: z.array(z.enum(["amd64", "arm64", "arm", "ppc64le", "s390x"])).default([]) }),
+]);
+
+export const policySchema = z.strictObject({
+  origins: origins.prefault({}),
+  injection: injection.prefault({}),
+  namespaces: z.record(dnsLabel, namespaceOverride).default({}),
+  fetcher: z
+    .strictObject({
+      image: image.default("curlimages/curl:8.11.1"),
+      imagePullPolicy: z.enum(["Always", "IfNotPresent", "Never"]).default("IfNotPresent"),
+      runAsUser: z.number().int().min(1).default(65532),
+      retries: z.number().int().min(0).max(100).default(10),
+      resources: z
+        .strictObject({ requests: resourceList.optional(), limits: resourceList.optional() })
+        .default({ requests: { cpu: "10m", memory: "16Mi" }, limits: { cpu: "500m", memory: "64Mi" } }),
+    })
+    .prefault({}),
+  cache: z
+    .strictObject({
+      root: absPath.default("/var/lib/cache-io"),
+      port: z.number().int().min(1).max(65535).default(8585),
+      diskBudget: bytes.default(50 * 2 ** 30),
+      maxFileSize: bytes.default(20 * 2 ** 30),
+      revalidateAfter: duration.default(3_600_000),
+      connectTimeout: duration.default(10_000),
+      idleTimeout: duration.default(60_000),
+      fillTimeout: duration.default(3_600_000),
+      originRetries: z.number().int().min(0).max(20).default(3),
+      prewarm: z.array(z.string().url()).default([]),
+    })
+    .prefault({}),
+  prepull: z
+    .strictObject({
+      images: z.array(prepullImage).default([]),
+      pauseImage: image.default("registry.k8s.io/pause:3.10"),
+      imagePullSecrets: z.array(dnsLabel).default([]),
+    })
+    .prefault({}),
+});
+
+export type Policy = z.output<typeof policySchema>;
+export type PolicyInput = z.input<typeof policySchema>;
+export type InjectionSettings = Policy["injection"];

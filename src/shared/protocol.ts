@@ -1,0 +1,74 @@
+// The wire contract between the webhook (which writes the init container's curl
+// arguments) and the node cache (which answers them): keys, paths and encoding.
+import { createHash } from "node:crypto";
+
+export const ANNOTATION = {
+  files: "cache.io/files",
+  mountPath: "cache.io/mount-path",
+  mode: "cache.io/mode",
+  containers: "cache.io/containers",
+  inject: "cache.io/inject",
+  status: "cache.io/status",
+} as const;
+
+export const NAMESPACE_LABEL = "cache.io/inject";
+export const STATUS_INJECTED = "injected";
+
+/** Names the webhook owns inside a pod; a pod that already uses them is refused. */
+export const RESERVED = {
+  initContainer: "cache-io-fetch",
+  volumePrefix: "cache-io-",
+  copyVolume: "cache-io-files",
+  copyDir: "/cache-io",
+  nodeIpEnv: "NODE_IP",
+} as const;
+
+export const SHA256_HEX = /^[0-9a-f]{64}$/;
+export const KEY_PATTERN = SHA256_HEX;
+
+/**
+ * The URL as the cache and webhook both see it: WHATWG-serialized, fragment
+ * removed. Both sides must agree on this exact string, since the key hashes it.
+ */
+export function normalizeUrl(raw: string): string {
+  const u = new URL(raw);
+  u.hash = "";
+  return u.href;
+}
+
+/** hex(sha256(normalized url without fragment)). */
+export function cacheKey(url: string): string {
+  return createHash("sha256").update(normalizeUrl(url)).digest("hex");
+}
+
+/**
+ * RFC 3986 strict percent-encoding: only unreserved characters survive, so no `$`,
+ * `(`, `)`, quotes, spaces, `[`, `{` from user input can reach curl or the kubelet's
+ * `$(VAR)` expansion.
+ */
+export function strictEncode(value: string): string {
+  return encodeURIComponent(value).replace(/[!'()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
+}
+
+function query(url: string, sha256?: string): string {
+  const q = `url=${strictEncode(url)}`;
+  return sha256 ? `${q}&sha256=${sha256}` : q;
+}
+
+/** Path and query of the endpoint that returns once the file is complete on disk. */
+export function ensurePath(key: string, url: string, sha256?: string): string {
+  return `/v1/ensure/${key}?${query(url, sha256)}`;
+}
+
+/** Path and query of the endpoint that serves the file's bytes. */
+export function objectPath(key: string, url: string, sha256?: string): string {
+  return `/v1/objects/${key}?${query(url, sha256)}`;
+}
+
+/** Directory the webhook mounts into a pod and the cache fills: `<root>/objects/<key>`. */
+export function objectDir(root: string, key: string): string {
+  return `${root.replace(/\/+$/, "")}/objects/${key}`;
+}
+
+/** Name of the file inside an object directory; the pod mounts it by subPath. */
+export const OBJECT_FILE = "data";

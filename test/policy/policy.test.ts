@@ -1,0 +1,94 @@
+import { mkdtempSync, renameSync, symlinkSync, writeFileSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { cacheOriginRules, defaultPolicy, parsePolicy, settingsFor } from "../../src/policy/load.js";
+import { PolicyStore } from "../../src/policy/store.js";
+
+describe("policy parsing", () => {
+  it("fills every default from an empty document", () => {
+    const r = parsePolicy("");
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.policy.injection).toEqual({ maxFiles: 16, mountPath: "/cache", mode: "mount", onInvalid: "deny" });
+    expect(r.policy.cache.diskBudget).toBe(50 * 2 ** 30);
+    expect(r.policy.cache.revalidateAfter).toBe(3_600_000);
+    expect(r.policy).toEqual(defaultPolicy());
+  });
+
+  it("converts quantities and durations", () => {
+    const r = parsePolicy("cache: {diskBudget: 512Mi, maxFileSize: 2G, revalidateAfter: 90s, idleTimeout: 500ms}");
+    expect(r.ok && r.policy.cache).toMatchObject({ diskBudget: 512 * 2 ** 20, maxFileSize: 2e9, revalidateAfter: 90_000, idleTimeout: 500 });
+  });
+
+  it("names every bad field", () => {
+    const r = parsePolicy(`
+injection: {maxFiles: 0, mode: hardlink}
+cache: {diskBudget: lots}
+origins: {allow: ["https://x.example.com"]}
+namespaces: {Bad_NS: {}}
+unknownTop: 1
+`);
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    const text = r.errors.join("\n");
+    expect(text).toContain("injection.maxFiles");
+    expect(text).toContain("injection.mode");
+    expect(text).toContain('cache.diskBudget: "lots" is not a byte quantity');
+    expect(text).toContain("origins.allow.0");
+    expect(text).toContain("namespaces.Bad_NS");
+    expect(text).toContain("unknown field(s) unknownTop");
+  });
+
+  it("reports YAML syntax errors and duplicate keys", () => {
+    expect(parsePolicy("injection: {maxFiles: 3\n").ok).toBe(false);
+    const dup = parsePolicy("injection: {}\ninjection: {}\n");
+    expect(dup.ok).toBe(false);
+  });
+
+  it("applies namespace overrides and gives the cache the union of allow-lists", () => {
+    const r = parsePolicy(`
+origins: {allow: [models.example.com]}
+namespaces:
+  team-a: {mode: copy, maxFiles: 2, originsAllow: [data.example.org]}
+`);
+    if (!r.ok) throw new Error(r.errors.join());
+    expect(settingsFor(r.policy, "team-a").injection).toMatchObject({ mode: "copy", maxFiles: 2, mountPath: "/cache" });
+    expect(settingsFor(r.policy, "team-a").origins.allow).toEqual(["data.example.org"]);
+    expect(settingsFor(r.policy, "other").origins.allow).toEqual(["models.example.com"]);
+    expect(cacheOriginRules(r.policy).allow.sort()).toEqual(["data.example.org", "models.example.com"]);
+  });
+});
+
+describe("policy store", () => {
+  it("swaps on a ConfigMap-style symlink swap and keeps the last good policy on a bad edit", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "policy-"));
+    const write = (version: string, text: string) => {
+      mkdirSync(join(dir, version));
+      writeFileSync(join(dir, version, "policy.yaml"), text);
+      symlinkSync(version, join(dir, "..data_tmp"));
+      renameSync(join(dir, "..data_tmp"), join(dir, "..data"));
+    };
+    write("v1", "injection: {maxFiles: 3}");
+    symlinkSync("..data/policy.yaml", join(dir, "policy.yaml"));
+    const errors: string[][] = [];
+    const store = PolicyStore.fromFile(join(dir, "policy.yaml"), { onError: (e) => errors.push(e) });
+    expect(store.current().injection.maxFiles).toBe(3);
+
+    write("v2", "injection: {maxFiles: 5}");
+    expect(await store.reload()).toBe(true);
+    expect(store.current().injection.maxFiles).toBe(5);
+
+    write("v3", "injection: {maxFiles: -1}");
+    expect(await store.reload()).toBe(false);
+    expect(store.current().injection.maxFiles).toBe(5);
+    expect(errors[0]?.join()).toContain("injection.maxFiles");
+    expect(store.lastErrors).toHaveLength(1);
+  });
+
+  it("refuses to start on an invalid file, naming the field", () => {
+    const dir = mkdtempSync(join(tmpdir(), "policy-"));
+    writeFileSync(join(dir, "p.yaml"), "fetcher: {runAsUser: 0}");
+    expect(() => PolicyStore.fromFile(join(dir, "p.yaml"))).toThrow(/fetcher.runAsUser/);
+  });
+});
