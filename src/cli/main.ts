@@ -96,6 +96,14 @@ policy
   .description("print the embedded default policy")
   .action(async () => (await import("./policy.js")).printDefault());
 
+program
+  .command("demo")
+  .description("the whole path on one machine: an origin, the node cache, a pod injected, its init command run with curl")
+  .option("--size-mib <n>", "size of the demo file in MiB", "256")
+  .option("--origin-rate-mbps <n>", "origin throttle in MB/s", "60")
+  .option("--keep", "keep the temporary cache root and print where it is")
+  .action(async (opts) => (await import("./demo.js")).run(opts));
+
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`cache-io: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);
