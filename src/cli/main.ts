@@ -39,7 +39,7 @@ program
   .addOption(policyOption())
   .option("-n, --namespace <ns>", "namespace the objects are admitted to (for per-namespace policy)", "default")
   .option("--copy-only", "as for a namespace whose Pod Security level forbids hostPath")
-  .addOption(new Option("-o, --output <format>", "output format").choices(["yaml", "json"]).default("yaml"))
+  .addOption(new Option("-o, --output <format>", "output format (default: that of the input)").choices(["yaml", "json"]))
   .action(async (opts) => (await import("./inject.js")).run(opts));
 
 const certs = program

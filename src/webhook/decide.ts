@@ -1,12 +1,17 @@
-// PLACEHOLDER: the pure mutation decision. Replaced by the real implementation.
+// The pure mutation decision: skip, deny with a message, or the injected pod.
+// The server (review.ts) and `cache-io inject` both go through exactly this function.
 import type { V1Pod } from "@kubernetes/client-node";
+import { settingsFor } from "../policy/load.js";
 import type { Policy } from "../policy/schema.js";
+import { ANNOTATION, RESERVED, STATUS_INJECTED } from "../shared/protocol.js";
+import { annotation, readRequest, type InjectRequest } from "./annotations.js";
+import { addNodeIp } from "./env.js";
+import { fetchContainer, insertFetcher } from "./init-container.js";
+import { podLabel, quote, Refusal, type ReasonCode } from "./messages.js";
+import { checkShape } from "./shape.js";
+import { addMounts, appMounts, podVolumes } from "./volumes.js";
 
-/** Why a pod was admitted unchanged or denied; a small fixed set (it is a metric label). */
-export type ReasonCode =
-  | "not-annotated" | "opted-out" | "already-injected" | "not-a-pod" | "not-create"
-  | "injected" | "invalid-annotation" | "origin-not-allowed" | "too-many-files"
-  | "reserved-name" | "unknown-container" | "mount-conflict";
+export type { ReasonCode } from "./messages.js";
 
 export type Decision =
   | { action: "skip"; reason: ReasonCode; warnings: string[] }
@@ -19,6 +24,61 @@ export interface DecideOptions {
   copyOnly: boolean;
 }
 
-export function decide(_pod: V1Pod, _policy: Policy, _opts: DecideOptions): Decision {
-  return { action: "skip", reason: "not-annotated", warnings: [] };
+export function decide(pod: V1Pod, policy: Policy, opts: DecideOptions): Decision {
+  const settings = settingsFor(policy, opts.namespace);
+  try {
+    const skip = skipReason(pod);
+    if (skip) return { action: "skip", reason: skip, warnings: [] };
+    checkShape(pod);
+    const request = readRequest(pod, settings, opts.copyOnly);
+    checkReserved(pod);
+    return { action: "mutate", reason: "injected", pod: inject(pod, request, policy), warnings: request.warnings };
+  } catch (err) {
+    if (!(err instanceof Refusal)) throw err;
+    const who = podLabel(pod);
+    const message = who ? `${who}: ${err.message}` : err.message;
+    if (settings.injection.onInvalid === "warn") {
+      return { action: "skip", reason: err.reason, warnings: [`cache.io did not inject this pod: ${message}`] };
+    }
+    return { action: "deny", reason: err.reason, message };
+  }
+}
+
+function skipReason(pod: V1Pod): ReasonCode | undefined {
+  if (annotation(pod, ANNOTATION.files) === undefined) return "not-annotated";
+  if (annotation(pod, ANNOTATION.inject)?.trim() === "false") return "opted-out";
+  if (annotation(pod, ANNOTATION.status)?.trim() === STATUS_INJECTED) return "already-injected";
+  return undefined;
+}
+
+/** A pod not yet injected must not already use the names the webhook adds. */
+function checkReserved(pod: V1Pod): void {
+  const spec = pod.spec!;
+  const kinds = ["containers", "initContainers", "ephemeralContainers"] as const;
+  for (const kind of kinds) {
+    const clash = (spec[kind] ?? []).find((c) => c.name === RESERVED.initContainer);
+    if (clash) {
+      throw new Refusal("reserved-name", `spec.${kind} has a container named ${quote(clash.name)}, a name reserved for cache.io's init container. Rename that container.`);
+    }
+  }
+  const volume = (spec.volumes ?? []).find((v) => v.name.startsWith(RESERVED.volumePrefix));
+  if (volume) {
+    throw new Refusal("reserved-name", `spec.volumes has a volume named ${quote(volume.name, 63)}; names starting with "${RESERVED.volumePrefix}" are reserved for cache.io. Rename that volume.`);
+  }
+}
+
+/** The injected pod: a deep copy; only what cache.io owns is added. */
+function inject(original: V1Pod, request: InjectRequest, policy: Policy): V1Pod {
+  const pod = structuredClone(original);
+  const spec = pod.spec!;
+  const mounts = appMounts(request.files, request.mode, request.mountPath);
+  for (const container of spec.containers) {
+    if (!request.containers.includes(container.name)) continue;
+    addNodeIp(container);
+    addMounts(container, mounts);
+  }
+  spec.initContainers = insertFetcher(spec.initContainers ?? [], fetchContainer(request.files, request.mode, policy));
+  spec.volumes = [...(spec.volumes ?? []), ...podVolumes(request.files, request.mode, policy.cache.root)];
+  pod.metadata = { ...pod.metadata, annotations: { ...pod.metadata?.annotations, [ANNOTATION.status]: STATUS_INJECTED } };
+  return pod;
 }

@@ -1,0 +1,66 @@
+// The cache-io-fetch init container: curl with no shell, asking the node cache for
+// each file. Every user value is a strictly percent-encoded query parameter or a
+// validated file name, so neither a shell nor the kubelet's $(VAR) expansion is reachable.
+import type { V1Container } from "@kubernetes/client-node";
+import type { Policy } from "../policy/schema.js";
+import { ensurePath, objectPath, RESERVED } from "../shared/protocol.js";
+import type { Mode } from "./annotations.js";
+import { nodeIpEnv } from "./env.js";
+import type { FileRequest } from "./files.js";
+import { fetcherMounts } from "./volumes.js";
+
+/** The cache's base URL as the container sees it; the kubelet expands $(NODE_IP). */
+export function cacheBase(policy: Policy): string {
+  return `http://$(${RESERVED.nodeIpEnv}):${policy.cache.port}`;
+}
+
+export function curlArgs(files: FileRequest[], mode: Mode, policy: Policy): string[] {
+  const args = [
+    "-q", // first: ignore any .curlrc
+    "--silent", "--show-error", "--fail", "--fail-early", "--globoff",
+    "--proto", "=http",
+    "--connect-timeout", "5",
+    "--speed-limit", "1", "--speed-time", "120",
+    "--retry", String(policy.fetcher.retries), "--retry-all-errors", "--retry-delay", "2",
+  ];
+  const base = cacheBase(policy);
+  for (const f of files) {
+    // ensure's body is progress text: -o - puts it in the container log.
+    args.push("-o", "-", base + ensurePath(f.key, f.url, f.sha256));
+    if (mode === "copy") args.push("-o", `${RESERVED.copyDir}/${f.name}`, base + objectPath(f.key, f.url, f.sha256));
+  }
+  return args;
+}
+
+export function fetchContainer(files: FileRequest[], mode: Mode, policy: Policy): V1Container {
+  const { fetcher } = policy;
+  const mounts = fetcherMounts(mode);
+  return {
+    name: RESERVED.initContainer,
+    image: fetcher.image,
+    imagePullPolicy: fetcher.imagePullPolicy,
+    command: ["curl"],
+    args: curlArgs(files, mode, policy),
+    env: [nodeIpEnv()],
+    resources: JSON.parse(JSON.stringify(fetcher.resources)) as V1Container["resources"],
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: fetcher.runAsUser,
+      runAsGroup: fetcher.runAsUser,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      privileged: false,
+      capabilities: { drop: ["ALL"] },
+      seccompProfile: { type: "RuntimeDefault" },
+    },
+    // A failed fetch shows curl's error in the pod's status, not only in its log.
+    terminationMessagePolicy: "FallbackToLogsOnError",
+    ...(mounts.length ? { volumeMounts: mounts } : {}),
+  };
+}
+
+/** Right after the last native sidecar (restartPolicy: Always), or first. */
+export function insertFetcher(initContainers: V1Container[], fetcher: V1Container): V1Container[] {
+  const lastSidecar = initContainers.findLastIndex((c) => c.restartPolicy === "Always");
+  return [...initContainers.slice(0, lastSidecar + 1), fetcher, ...initContainers.slice(lastSidecar + 1)];
+}
