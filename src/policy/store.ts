@@ -16,6 +16,7 @@ export class PolicyStore {
   #policy: Policy;
   #digest = "";
   #timer: NodeJS.Timeout | undefined;
+  #reloading: Promise<boolean> | undefined;
   /** The errors of the last load attempt, empty when it succeeded. */
   lastErrors: string[] = [];
 
@@ -50,7 +51,10 @@ export class PolicyStore {
   /** Check the file every `intervalMs` (stat-free content hash: survives symlink swaps). */
   watch(intervalMs = 2000): void {
     if (!this.path || this.#timer) return;
-    this.#timer = setInterval(() => void this.reload(), intervalMs);
+    // A slow read must not be overtaken by the next tick: skip ticks while one runs.
+    this.#timer = setInterval(() => {
+      if (!this.#reloading) void this.reload();
+    }, intervalMs);
     this.#timer.unref();
   }
 
@@ -60,12 +64,19 @@ export class PolicyStore {
   }
 
   /** Re-read the file now; resolves to true when a new policy took effect. */
-  async reload(): Promise<boolean> {
+  reload(): Promise<boolean> {
+    this.#reloading ??= this.#reload().finally(() => (this.#reloading = undefined));
+    return this.#reloading;
+  }
+
+  async #reload(): Promise<boolean> {
     if (!this.path) return false;
     let text: string;
     try {
       text = await readFile(this.path, "utf8");
     } catch (err) {
+      // Forget the last content: the same text read after a transient error is news.
+      this.#digest = "";
       return this.#fail([`cannot read ${this.path}: ${(err as Error).message}`]);
     }
     const d = digest(text);

@@ -1,4 +1,4 @@
-import { mkdtempSync, renameSync, symlinkSync, writeFileSync, mkdirSync } from "node:fs";
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -84,6 +84,39 @@ describe("policy store", () => {
     expect(store.current().injection.maxFiles).toBe(5);
     expect(errors[0]?.join()).toContain("injection.maxFiles");
     expect(store.lastErrors).toHaveLength(1);
+  });
+
+  it("recovers when a transient read error is followed by the same good content", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "policy-"));
+    const path = join(dir, "p.yaml");
+    writeFileSync(path, "injection: {maxFiles: 3}");
+    const store = PolicyStore.fromFile(path);
+    writeFileSync(path, "injection: {maxFiles: -1}");
+    expect(await store.reload()).toBe(false);
+    rmSync(path);
+    expect(await store.reload()).toBe(false);
+    expect(store.lastErrors[0]).toContain("cannot read");
+    writeFileSync(path, "injection: {maxFiles: -1}");
+    expect(await store.reload()).toBe(false);
+    expect(store.lastErrors.join()).toContain("injection.maxFiles");
+    writeFileSync(path, "injection: {maxFiles: 3}");
+    expect(await store.reload()).toBe(false); // same text as the policy in force: nothing new
+    writeFileSync(path, "injection: {maxFiles: 4}");
+    expect(await store.reload()).toBe(true);
+    expect(store.lastErrors).toEqual([]);
+  });
+
+  it("joins concurrent reloads into one read, so an older read cannot land last", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "policy-"));
+    const path = join(dir, "p.yaml");
+    writeFileSync(path, "injection: {maxFiles: 3}");
+    const reloads: number[] = [];
+    const store = PolicyStore.fromFile(path, { onReload: (p) => reloads.push(p.injection.maxFiles) });
+    writeFileSync(path, "injection: {maxFiles: 7}");
+    const [a, b] = [store.reload(), store.reload()];
+    expect(a).toBe(b);
+    expect(await a).toBe(true);
+    expect(reloads).toEqual([7]);
   });
 
   it("refuses to start on an invalid file, naming the field", () => {

@@ -1,0 +1,169 @@
+// The HTTPS server: TLS 1.2+, cert and key read from a directory (a kubernetes.io/tls
+// Secret's layout), polled and swapped in with setSecureContext, never a restart.
+import { X509Certificate, createPrivateKey } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import type { RequestListener } from "node:http";
+import { createServer, type Server } from "node:https";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { createSecureContext, type SecureContextOptions } from "node:tls";
+import type { Logger } from "../shared/log.js";
+import { CERT_FILES } from "../certs/generate.js";
+import type { ReloadResult } from "./metrics.js";
+
+export interface ServingCert {
+  notAfter: Date;
+  fingerprint256: string;
+  serialNumber: string;
+  subject: string;
+}
+
+interface KeyPair {
+  cert: string;
+  key: string;
+  info: ServingCert;
+}
+
+export interface HttpsOptions {
+  /** Directory holding tls.crt and tls.key. */
+  dir: string;
+  host: string;
+  port: number;
+  /** How often the files are compared with what is in force. */
+  pollMs?: number;
+  log?: Logger;
+  onCertLoad?(result: ReloadResult, cert?: ServingCert): void;
+}
+
+export interface HttpsHandle {
+  server: Server;
+  port: number;
+  /** The certificate new connections get. */
+  cert(): ServingCert;
+  /** Stop accepting, let in-flight requests finish, force-close whatever is left after `graceMs`. */
+  close(graceMs?: number): Promise<void>;
+}
+
+const TLS_BASE: SecureContextOptions = { minVersion: "TLSv1.2" };
+
+/** Check a cert/key pair the way the server will use it; the error says which file is wrong. */
+function parsePair(dir: string, cert: string, key: string): KeyPair {
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert);
+  } catch (err) {
+    throw new Error(`${join(dir, CERT_FILES.cert)} is not a PEM certificate (${(err as Error).message})`);
+  }
+  let privateKey;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch (err) {
+    throw new Error(`${join(dir, CERT_FILES.key)} is not a PEM private key (${(err as Error).message})`);
+  }
+  if (!x509.checkPrivateKey(privateKey)) {
+    throw new Error(`${join(dir, CERT_FILES.key)} does not belong to the certificate in ${join(dir, CERT_FILES.cert)}`);
+  }
+  createSecureContext({ ...TLS_BASE, cert, key }); // what setSecureContext will do; throws on anything else OpenSSL rejects
+  const info = { notAfter: new Date(x509.validTo), fingerprint256: x509.fingerprint256, serialNumber: x509.serialNumber, subject: x509.subject };
+  return { cert, key, info };
+}
+
+async function readPairText(dir: string): Promise<[string, string]> {
+  const read = (file: string) => readFile(join(dir, file), "utf8");
+  return [await read(CERT_FILES.cert), await read(CERT_FILES.key)];
+}
+
+/**
+ * Read the pair twice and keep it only when both reads agree: a Secret update swaps
+ * a symlink, and a read of tls.crt before the swap plus tls.key after it is not a
+ * bad pair, just a torn read. Returns null while the files are in flux.
+ */
+async function readStablePair(dir: string): Promise<[string, string] | null> {
+  const first = await readPairText(dir);
+  const second = await readPairText(dir);
+  return first[0] === second[0] && first[1] === second[1] ? first : null;
+}
+
+/** Load the pair at start; throws with what is missing and how to get it. */
+export async function loadKeyPair(dir: string): Promise<KeyPair> {
+  let text: [string, string];
+  try {
+    text = await readPairText(dir);
+  } catch (err) {
+    throw new Error(
+      `cannot read the serving certificate in ${dir} (${(err as Error).message}); ` +
+        `it needs ${CERT_FILES.cert} and ${CERT_FILES.key}: run \`cache-io certs --out ${dir}\` or mount the TLS Secret there`,
+    );
+  }
+  return parsePair(dir, ...text);
+}
+
+/** Poll the directory and swap the context when the pair changes; a bad pair keeps the old one. */
+function watchPair(server: Server, opts: HttpsOptions, initial: KeyPair, setCurrent: (p: KeyPair) => void): () => void {
+  let lastSeen = initial.cert + "\0" + initial.key;
+  let busy = false;
+  const check = async () => {
+    const text = await readStablePair(opts.dir).catch((err: Error) => err);
+    if (text === null) return;
+    const seen = text instanceof Error ? `error:${text.message}` : text.join("\0");
+    if (seen === lastSeen) return; // judge each content once: a bad pair is counted once, not every poll
+    lastSeen = seen;
+    try {
+      if (text instanceof Error) throw new Error(`cannot read the serving certificate in ${opts.dir}: ${text.message}`);
+      const pair = parsePair(opts.dir, ...text);
+      server.setSecureContext({ ...TLS_BASE, cert: pair.cert, key: pair.key });
+      setCurrent(pair);
+      opts.log?.info({ notAfter: pair.info.notAfter, serial: pair.info.serialNumber }, "serving certificate reloaded");
+      if (pair.info.notAfter.getTime() <= Date.now()) opts.log?.warn({ notAfter: pair.info.notAfter }, "the new serving certificate has expired");
+      opts.onCertLoad?.("success", pair.info);
+    } catch (err) {
+      opts.log?.error({ err: (err as Error).message }, "serving certificate not reloaded; the previous one stays in force");
+      opts.onCertLoad?.("failure");
+    }
+  };
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    void check().finally(() => (busy = false));
+  }, opts.pollMs ?? 1000);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+export async function startHttpsServer(app: RequestListener, opts: HttpsOptions): Promise<HttpsHandle> {
+  let current = await loadKeyPair(opts.dir);
+  const server = createServer({ ...TLS_BASE, cert: current.cert, key: current.key, handshakeTimeout: 10_000 }, app);
+  // kube-apiserver waits at most 30s for a webhook and keeps connections alive between reviews.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  server.keepAliveTimeout = 60_000;
+  opts.onCertLoad?.("success", current.info);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const stopWatch = watchPair(server, opts, current, (p) => (current = p));
+  return {
+    server,
+    port: (server.address() as AddressInfo).port,
+    cert: () => current.info,
+    close: (graceMs = 10_000) => closeGracefully(server, stopWatch, graceMs),
+  };
+}
+
+function closeGracefully(server: Server, stopWatch: () => void, graceMs: number): Promise<void> {
+  stopWatch();
+  return new Promise((resolve) => {
+    const force = setTimeout(() => server.closeAllConnections(), graceMs);
+    force.unref();
+    // close() stops accepting and (Node 19+) drops idle keep-alive connections; in-flight requests finish.
+    server.close(() => {
+      clearTimeout(force);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
