@@ -99,11 +99,11 @@ describe("policy store", () => {
     writeFileSync(path, "injection: {maxFiles: -1}");
     expect(await store.reload()).toBe(false);
     expect(store.lastErrors.join()).toContain("injection.maxFiles");
+    // Back to good text: a successful reload, so "policy valid" recovers at once.
     writeFileSync(path, "injection: {maxFiles: 3}");
-    expect(await store.reload()).toBe(false); // same text as the policy in force: nothing new
-    writeFileSync(path, "injection: {maxFiles: 4}");
     expect(await store.reload()).toBe(true);
     expect(store.lastErrors).toEqual([]);
+    expect(store.current().injection.maxFiles).toBe(3);
   });
 
   it("joins concurrent reloads into one read, so an older read cannot land last", async () => {
