@@ -7,6 +7,8 @@ import { Command, Option } from "commander";
 const program = new Command("cache-io")
   .description("Node-local cache for large read-only files, wired into pods by a mutating admission webhook")
   .showHelpAfterError()
+  // Without this, `certs install --days N` would hand --days to the parent `certs`.
+  .enablePositionalOptions()
   .version(process.env.npm_package_version ?? "0.1.0");
 
 const policyOption = () =>

@@ -1,0 +1,44 @@
+// Names, labels, ports and paths shared by every generated manifest, so the webhook
+// config, its Service, the Deployment's args and the RBAC rules cannot disagree.
+export const NAMESPACE = "cache-io";
+/** The image every component runs; kustomize `images:` overrides it (see deploy/default). */
+export const IMAGE = "ghcr.io/cache-io/cache-io:0.1.0";
+export const IMAGE_NAME = IMAGE.slice(0, IMAGE.lastIndexOf(":"));
+export const FIELD_MANAGER = "cache-io";
+
+export const NAMES = {
+  webhookConfig: "cache-io",
+  webhook: "cache-io-webhook",
+  tlsSecret: "cache-io-webhook-tls",
+  policy: "cache-io-policy",
+  nodeCache: "cache-io-cache",
+  certs: "cache-io-certs",
+  certsRenew: "cache-io-certs-renew",
+  prepullController: "cache-io-prepull-controller",
+  prepull: "cache-io-prepull",
+  priorityClass: "cache-io-critical",
+  caIssuer: "cache-io-ca",
+} as const;
+
+export const PATHS = {
+  policyDir: "/etc/cache-io/policy",
+  policyFile: "/etc/cache-io/policy/policy.yaml",
+  certsDir: "/etc/cache-io/certs",
+  tmp: "/tmp",
+} as const;
+
+export const WEBHOOK_PORT = 8443;
+export const SERVICE_PORT = 443;
+/** URL paths the webhook server routes: mount mode allowed, or copy mode only. */
+export const WEBHOOK_PATHS = { mount: "/mutate", copy: "/mutate/copy" } as const;
+
+export type Component = "webhook" | "node-cache" | "certs" | "prepull-controller" | "prepull";
+
+/** Recommended labels; `selectorLabels` is the immutable subset used in selectors. */
+export function selectorLabels(component: Component): Record<string, string> {
+  return { "app.kubernetes.io/name": "cache-io", "app.kubernetes.io/component": component };
+}
+
+export function labels(component: Component): Record<string, string> {
+  return { ...selectorLabels(component), "app.kubernetes.io/part-of": "cache-io" };
+}
