@@ -1,0 +1,33 @@
+// What a request or a fill can fail with: the HTTP status the client gets, the
+// metric reason, and a message that says what was wrong and how to fix it.
+export type FailReason =
+  | "bad_request" | "policy" | "origin_status" | "network" | "timeout" | "truncated"
+  | "checksum" | "too_large" | "disk_budget" | "io" | "shutdown";
+
+export class CacheError extends Error {
+  constructor(
+    readonly status: number,
+    readonly reason: FailReason,
+    message: string,
+    /** Worth another attempt at the origin (5xx, reset, timeout, cut body). */
+    readonly transient = false,
+  ) {
+    super(message);
+    this.name = "CacheError";
+  }
+}
+
+export function badRequest(message: string): CacheError {
+  return new CacheError(400, "bad_request", message);
+}
+
+export function refused(message: string): CacheError {
+  return new CacheError(403, "policy", message);
+}
+
+/** Any thrown value as a CacheError (unexpected ones become 500 io errors). */
+export function asCacheError(err: unknown): CacheError {
+  if (err instanceof CacheError) return err;
+  const e = err as NodeJS.ErrnoException;
+  return new CacheError(500, "io", `cache error: ${e?.message ?? String(err)}`);
+}

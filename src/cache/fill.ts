@@ -1,0 +1,241 @@
+// Single-flight fills: one origin fetch per key however many requests wait. Bytes go
+// to a temp file, are counted against the size cap and the budget, hashed, verified
+// (length, sha256 when given) and published atomically; transient errors are retried.
+import { createHash } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { rm } from "node:fs/promises";
+import type { IncomingMessage } from "node:http";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Policy } from "../policy/schema.js";
+import type { Logger } from "../shared/log.js";
+import { CacheError, asCacheError } from "./errors.js";
+import type { Budget, Reservation } from "./eviction.js";
+import type { CacheMetrics } from "./metrics.js";
+import { originGet, statusError, type OriginSettings } from "./origin.js";
+import type { ObjectMeta, Store } from "./store.js";
+
+const MAX_BACKOFF_MS = 30_000;
+
+export interface FillRequest {
+  key: string;
+  url: string;
+  sha256?: string;
+  /** The complete entry being revalidated: conditional GET, and kept when the origin cannot answer. */
+  previous?: ObjectMeta;
+}
+
+export interface FillDeps {
+  store: Store;
+  budget: Budget;
+  metrics: CacheMetrics;
+  log: Logger;
+  policy(): Policy;
+  origin(): OriginSettings;
+  /** First retry delay; doubles per attempt. */
+  retryBaseMs: number;
+  /** Record a published or revalidated entry (called before the fill's waiters hear of it). */
+  onPublished(meta: ObjectMeta): void;
+}
+
+/** One fill in flight; its progress is what `ensure` shows. */
+export class Fill {
+  bytes = 0;
+  total: number | undefined;
+  waiters = 0;
+  attempt = 0;
+  readonly startedAt = Date.now();
+  readonly promise: Promise<ObjectMeta>;
+
+  constructor(
+    readonly req: FillRequest,
+    run: (fill: Fill) => Promise<ObjectMeta>,
+  ) {
+    this.promise = run(this);
+    this.promise.catch(() => undefined); // waiters handle the error; a fill with none must not crash the process
+  }
+}
+
+export class Filler {
+  readonly #inflight = new Map<string, Fill>();
+  readonly #shutdown = new AbortController();
+
+  constructor(private readonly deps: FillDeps) {}
+
+  get inFlight(): number {
+    return this.#inflight.size;
+  }
+
+  /** Start the fill of `req.key`, or join the one in flight; the caller counts as a waiter. */
+  join(req: FillRequest): { fill: Fill; joined: boolean } {
+    const existing = this.#inflight.get(req.key);
+    if (existing) {
+      existing.waiters++;
+      return { fill: existing, joined: true };
+    }
+    const fill = new Fill(req, (f) => this.#run(f).finally(() => this.#inflight.delete(req.key)));
+    fill.waiters = 1;
+    this.#inflight.set(req.key, fill);
+    return { fill, joined: false };
+  }
+
+  /** Abort every fill (shutdown); their waiters get a 503. */
+  stop(): void {
+    this.#shutdown.abort();
+  }
+
+  async #run(fill: Fill): Promise<ObjectMeta> {
+    const c = this.deps.policy().cache;
+    const timeout = AbortSignal.timeout(c.fillTimeout);
+    const signal = AbortSignal.any([this.#shutdown.signal, timeout]);
+    const log = this.deps.log.child({ key: fill.req.key, url: fill.req.url });
+    log.info({ revalidate: !!fill.req.previous }, "fill started");
+    try {
+      for (let attempt = 0; ; attempt++) {
+        fill.attempt = attempt;
+        try {
+          return await this.#attempt(fill, signal, log);
+        } catch (e) {
+          const err = this.#why(e, signal, c.fillTimeout, fill.req.url);
+          if (!err.transient || attempt >= c.originRetries || signal.aborted) throw err;
+          const delay = Math.min(this.deps.retryBaseMs * 2 ** attempt, MAX_BACKOFF_MS) * (0.8 + 0.4 * Math.random());
+          log.warn({ err: err.message, attempt: attempt + 1, retryInMs: Math.round(delay) }, "origin attempt failed; retrying");
+          await sleep(delay, undefined, { signal });
+        }
+      }
+    } catch (e) {
+      const err = this.#why(e, signal, c.fillTimeout, fill.req.url);
+      this.deps.metrics.fillFailed(err.reason);
+      const { previous } = fill.req;
+      if (previous && err.reason !== "shutdown") {
+        log.warn({ err: err.message }, "revalidation failed; serving the cached copy");
+        return previous;
+      }
+      log.error({ err: err.message, status: err.status }, "fill failed");
+      throw err;
+    }
+  }
+
+  #why(e: unknown, signal: AbortSignal, fillTimeout: number, url: string): CacheError {
+    if (this.#shutdown.signal.aborted) return new CacheError(503, "shutdown", "the node cache is shutting down; retry in a moment", true);
+    if (signal.aborted) return new CacheError(504, "timeout", `fetching ${url} did not finish within ${fillTimeout} ms (cache.fillTimeout)`);
+    return asCacheError(e);
+  }
+
+  async #attempt(fill: Fill, signal: AbortSignal, log: Logger): Promise<ObjectMeta> {
+    const { req } = fill;
+    const r = await originGet(req.url, this.deps.origin(), conditionalHeaders(req.previous), signal);
+    const status = r.res.statusCode ?? 0;
+    if (status === 304 && req.previous) {
+      r.res.resume();
+      return this.#record({ ...req.previous, ...validators(r.res, req.previous), validatedAt: new Date().toISOString() }, true);
+    }
+    if (status !== 200) {
+      r.res.resume();
+      throw statusError(status, r.url);
+    }
+    const temp = this.deps.store.tempPath(req.key);
+    let reservation: Reservation | undefined;
+    try {
+      const length = contentLength(r.res);
+      this.#checkSize(length ?? 0, r.url);
+      fill.total = length;
+      fill.bytes = 0;
+      reservation = this.deps.budget.reserve(req.key, length ?? 0);
+      const sha256 = await this.#receive(fill, r.res, temp, reservation);
+      if (length !== undefined && fill.bytes !== length) throw truncated(fill.bytes, length, r.url);
+      const meta = await this.#publish(fill, temp, sha256, r.res, reservation);
+      const secs = (Date.now() - fill.startedAt) / 1000;
+      log.info({ bytes: meta.size, seconds: secs, mbps: +(meta.size / 1e6 / secs).toFixed(1), sha256 }, "fill done");
+      return meta;
+    } catch (e) {
+      r.res.destroy();
+      throw r.failure() ?? bodyError(e, fill, r.url);
+    } finally {
+      reservation?.release();
+      await rm(temp, { force: true });
+    }
+  }
+
+  #checkSize(bytes: number, url: string): void {
+    const max = this.deps.policy().cache.maxFileSize;
+    if (bytes > max) {
+      throw new CacheError(413, "too_large", `${url} is larger than the cache's size cap (${bytes > 0 ? `at least ${bytes}` : "?"} > ${max} bytes, cache.maxFileSize); raise cache.maxFileSize or use a smaller file`);
+    }
+  }
+
+  async #receive(fill: Fill, res: IncomingMessage, temp: string, reservation: Reservation): Promise<string> {
+    const hash = createHash("sha256");
+    const { originBytes } = this.deps.metrics;
+    const meter = new Transform({
+      transform: (chunk: Buffer, _enc, done) => {
+        try {
+          fill.bytes += chunk.length;
+          this.#checkSize(fill.bytes, fill.req.url);
+          reservation.grow(fill.bytes);
+        } catch (err) {
+          return done(err as Error);
+        }
+        hash.update(chunk);
+        originBytes.inc(chunk.length);
+        done(null, chunk);
+      },
+    });
+    await pipeline(res, meter, createWriteStream(temp, { flags: "wx", mode: 0o644, highWaterMark: 1 << 20 }));
+    return hash.digest("hex");
+  }
+
+  async #publish(fill: Fill, temp: string, sha256: string, res: IncomingMessage, reservation: Reservation): Promise<ObjectMeta> {
+    const { req } = fill;
+    if (req.sha256 && sha256 !== req.sha256) {
+      throw new CacheError(502, "checksum", `${req.url} has sha256 ${sha256}, not the ${req.sha256} that was asked for; nothing was stored. Fix the #sha256= of this file in cache.io/files, or the file at the origin`);
+    }
+    const now = new Date().toISOString();
+    if (req.previous?.sha256 === sha256) {
+      return this.#record({ ...req.previous, ...validators(res, req.previous), validatedAt: now }, true);
+    }
+    const meta = await this.deps.store.publish(temp, { key: req.key, url: req.url, size: fill.bytes, sha256, ...validators(res), fetchedAt: now, validatedAt: now });
+    reservation.commit(req.key, meta.size);
+    return this.#record(meta, false);
+  }
+
+  async #record(meta: ObjectMeta, rewriteMeta: boolean): Promise<ObjectMeta> {
+    if (rewriteMeta) await this.deps.store.writeMeta(meta);
+    this.deps.onPublished(meta);
+    return meta;
+  }
+}
+
+function conditionalHeaders(previous: ObjectMeta | undefined): Record<string, string> {
+  const h: Record<string, string> = {};
+  if (previous?.etag) h["if-none-match"] = previous.etag;
+  if (previous?.lastModified) h["if-modified-since"] = previous.lastModified;
+  return h;
+}
+
+function validators(res: IncomingMessage, previous?: ObjectMeta): { etag?: string; lastModified?: string } {
+  const etag = res.headers.etag ?? previous?.etag;
+  const lastModified = res.headers["last-modified"] ?? previous?.lastModified;
+  return { ...(etag ? { etag } : {}), ...(lastModified ? { lastModified } : {}) };
+}
+
+function contentLength(res: IncomingMessage): number | undefined {
+  const v = res.headers["content-length"];
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
+}
+
+/** Why reading or storing a body failed: the disk, a cut connection, or something already explained. */
+function bodyError(e: unknown, fill: Fill, url: string): CacheError {
+  if (e instanceof CacheError) return e;
+  const err = e as NodeJS.ErrnoException;
+  if (err.syscall === "open" || err.syscall === "write" || err.code === "ENOSPC") {
+    return new CacheError(500, "io", `cannot write the cache's temp file: ${err.message}`);
+  }
+  if (fill.total !== undefined && fill.bytes < fill.total) return truncated(fill.bytes, fill.total, url);
+  return new CacheError(502, "network", `the download of ${url} broke off after ${fill.bytes} bytes: ${err.message}`, true);
+}
+
+function truncated(got: number, want: number, url: string): CacheError {
+  return new CacheError(502, "truncated", `origin closed the connection after ${got} of ${want} bytes of ${url}`, true);
+}

@@ -1,0 +1,49 @@
+// Parse and check the key and query of /v1/ensure and /v1/objects: the key must be a
+// cache key equal to sha256(URL without fragment), the origin one the policy allows.
+import { checkOriginUrl, type OriginRules } from "../shared/origin.js";
+import { KEY_PATTERN, SHA256_HEX, cacheKey, normalizeUrl } from "../shared/protocol.js";
+import { badRequest, refused } from "./errors.js";
+
+export interface ObjectRequest {
+  key: string;
+  /** Normalized: WHATWG-serialized, no fragment. */
+  url: string;
+  sha256?: string;
+}
+
+const KNOWN_PARAMS = new Set(["url", "sha256"]);
+
+function shown(s: string): string {
+  return JSON.stringify(s.length > 120 ? `${s.slice(0, 120)}...` : s);
+}
+
+function single(q: URLSearchParams, name: string): string | undefined {
+  const all = q.getAll(name);
+  if (all.length > 1) throw badRequest(`the ${name}= query parameter is given ${all.length} times; give it once`);
+  return all[0];
+}
+
+export function parseObjectRequest(rawKey: string, rawQuery: string, rules: OriginRules): ObjectRequest {
+  if (!KEY_PATTERN.test(rawKey)) {
+    throw badRequest(`${shown(rawKey)} is not a cache key: a key is the sha256 (64 lowercase hex digits) of the file's URL without its fragment`);
+  }
+  const q = new URLSearchParams(rawQuery);
+  for (const name of q.keys()) if (!KNOWN_PARAMS.has(name)) throw badRequest(`unknown query parameter ${shown(name)} (known: url, sha256)`);
+  const raw = single(q, "url");
+  if (raw === undefined) throw badRequest("the url= query parameter is missing: give the file's URL, percent-encoded");
+  let url: string;
+  try {
+    url = normalizeUrl(raw);
+  } catch {
+    throw badRequest(`url ${shown(raw)} is not an absolute URL`);
+  }
+  const expected = cacheKey(url);
+  if (expected !== rawKey) {
+    throw badRequest(`key ${rawKey} does not match url ${shown(url)}, whose key is ${expected} (sha256 of the URL without its fragment)`);
+  }
+  const sha256 = single(q, "sha256");
+  if (sha256 !== undefined && !SHA256_HEX.test(sha256)) throw badRequest(`sha256 ${shown(sha256)} must be 64 lowercase hex digits`);
+  const why = checkOriginUrl(new URL(url), rules);
+  if (why) throw refused(`origin of ${url} refused: ${why}`);
+  return sha256 ? { key: rawKey, url, sha256 } : { key: rawKey, url };
+}

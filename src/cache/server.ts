@@ -1,0 +1,100 @@
+// The node cache's HTTP endpoints on node:http: /v1/ensure (progress text while a fill
+// runs), /v1/objects (the bytes), /healthz, /readyz, /metrics.
+import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
+import { CacheError, asCacheError } from "./errors.js";
+import type { Fill } from "./fill.js";
+import type { NodeCache } from "./node-cache.js";
+import { cachedLine, doneLine, errorLine, progressLine, startLine } from "./progress.js";
+import { parseObjectRequest, type ObjectRequest } from "./request.js";
+import { serveObject } from "./serve-file.js";
+import type { ObjectMeta } from "./store.js";
+
+export interface ServerOptions {
+  /** How long ensure waits before committing to 200 + progress, so fast failures get a real status. */
+  ensureGraceMs?: number;
+  progressIntervalMs?: number;
+}
+
+const TEXT = { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store", "x-content-type-options": "nosniff" };
+const ROUTE = /^\/v1\/(ensure|objects)\/(.*)$/;
+/** ensure responses that committed to 200 and stream progress text. */
+const progressStreams = new WeakSet<ServerResponse>();
+
+export function createCacheServer(cache: NodeCache, opts: ServerOptions = {}): http.Server {
+  const o = { ensureGraceMs: opts.ensureGraceMs ?? 1000, progressIntervalMs: opts.progressIntervalMs ?? 2000 };
+  return http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
+    handle(cache, req, res, o).catch((err: unknown) => fail(res, asCacheError(err)));
+  });
+}
+
+async function handle(cache: NodeCache, req: IncomingMessage, res: ServerResponse, o: Required<ServerOptions>): Promise<void> {
+  const [path = "", query = ""] = (req.url ?? "").split(/\?(.*)/s);
+  const m = ROUTE.exec(path);
+  if (m) {
+    const isEnsure = m[1] === "ensure";
+    if (req.method !== "GET" && (isEnsure || req.method !== "HEAD")) {
+      throw new CacheError(405, "bad_request", `${req.method} is not allowed on ${path.slice(0, 12)}...: use GET${isEnsure ? "" : " or HEAD"}`);
+    }
+    const params = parseObjectRequest(m[2] ?? "", query, cache.rules());
+    return isEnsure ? ensure(cache, res, params, o) : serveObject(cache, req, res, params);
+  }
+  if (path === "/healthz") return text(res, 200, "ok\n");
+  if (path === "/readyz") {
+    const r = await cache.ready();
+    return text(res, r.ok ? 200 : 503, r.ok ? "ready\n" : `not ready: ${r.why}\n`);
+  }
+  if (path === "/metrics") {
+    const body = await cache.metrics.registry.metrics();
+    return void res.writeHead(200, { "content-type": cache.metrics.registry.contentType }).end(body);
+  }
+  throw new CacheError(404, "bad_request", `no such endpoint ${JSON.stringify(path.slice(0, 100))} (endpoints: /v1/ensure/<key>, /v1/objects/<key>, /healthz, /readyz, /metrics)`);
+}
+
+function text(res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, TEXT).end(body);
+}
+
+/**
+ * An error before the response started gets its status; after, the stream is cut so
+ * the client fails (a text response first gets an `error:` line for the log).
+ */
+function fail(res: ServerResponse, err: CacheError): void {
+  if (!res.headersSent) return text(res, err.status, errorLine(err.message));
+  if (res.destroyed) return;
+  if (!progressStreams.has(res)) return void res.destroy();
+  res.write(errorLine(err.message), () => res.destroy());
+  setTimeout(() => res.destroy(), 5000).unref();
+}
+
+type Outcome = { meta: ObjectMeta } | { err: CacheError };
+
+/**
+ * GET /v1/ensure: returns when the file is complete. A fill that ends within the grace
+ * period answers with its real status; after that the answer is 200 with a progress
+ * line every interval and `done ...` at the end, or `error: ...` and a cut stream.
+ */
+async function ensure(cache: NodeCache, res: ServerResponse, params: ObjectRequest, o: Required<ServerOptions>): Promise<void> {
+  const a = cache.acquire(params);
+  if ("meta" in a) return text(res, 200, cachedLine(a.meta));
+  const { fill } = a;
+  res.once("close", () => fill.waiters--);
+  const outcome: Promise<Outcome> = cache.settle(fill, params).then((meta) => ({ meta }), (e: unknown) => ({ err: asCacheError(e) }));
+  const early = await Promise.race([outcome, sleep(o.ensureGraceMs).then(() => null)]);
+  if (early) return finish(res, early, fill);
+  res.writeHead(200, TEXT);
+  progressStreams.add(res);
+  res.write(startLine(fill));
+  const timer = setInterval(() => res.write(progressLine(fill)), o.progressIntervalMs);
+  try {
+    finish(res, await outcome, fill);
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+function finish(res: ServerResponse, outcome: Outcome, fill: Fill): void {
+  if ("err" in outcome) return fail(res, outcome.err);
+  if (!res.headersSent) res.writeHead(200, TEXT);
+  res.end(doneLine(outcome.meta, fill.startedAt));
+}

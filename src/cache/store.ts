@@ -1,0 +1,182 @@
+// The cache's disk layout: `<root>/objects/<key>/data` (what pods mount) with
+// `meta.json` beside it, temp files in `<root>/tmp/` (same filesystem, so rename is
+// atomic); publishing (fsync, rename, fsync dir) and the startup scan.
+import { randomBytes } from "node:crypto";
+import type { Dirent } from "node:fs";
+import { lstat, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { KEY_PATTERN, OBJECT_FILE, SHA256_HEX, objectDir } from "../shared/protocol.js";
+
+export const META_FILE = "meta.json";
+/** An empty object directory younger than this may be the kubelet's, for a pod that is starting. */
+export const EMPTY_DIR_GRACE_MS = 10 * 60_000;
+
+export interface ObjectMeta {
+  key: string;
+  url: string;
+  size: number;
+  sha256: string;
+  etag?: string;
+  lastModified?: string;
+  /** When these bytes were fetched (ISO 8601). */
+  fetchedAt: string;
+  /** When the origin last confirmed them (ISO 8601); revalidation is due `revalidateAfter` later. */
+  validatedAt: string;
+  /** Inode of `data` when this meta was written: a `data` and a `meta.json` belong together only if it matches. */
+  ino: string;
+}
+
+export interface ScanResult {
+  entries: ObjectMeta[];
+  removed: string[];
+}
+
+export class Store {
+  readonly objectsDir: string;
+  readonly tmpDir: string;
+
+  constructor(readonly root: string) {
+    this.objectsDir = join(root, "objects");
+    this.tmpDir = join(root, "tmp");
+  }
+
+  dir(key: string): string {
+    return objectDir(this.root, key);
+  }
+
+  dataPath(key: string): string {
+    return join(this.dir(key), OBJECT_FILE);
+  }
+
+  /** A fresh temp path for a fill of `key`. */
+  tempPath(key: string, suffix = "part"): string {
+    return join(this.tmpDir, `${key}.${randomBytes(6).toString("hex")}.${suffix}`);
+  }
+
+  /** The complete entry for `key`, or null when there is none (or it is inconsistent). */
+  async read(key: string): Promise<ObjectMeta | null> {
+    let meta: ObjectMeta;
+    try {
+      meta = parseMeta(await readFile(join(this.dir(key), META_FILE), "utf8"), key);
+      const st = await lstat(this.dataPath(key), { bigint: true });
+      if (!st.isFile() || st.ino.toString() !== meta.ino || Number(st.size) !== meta.size) return null;
+    } catch {
+      return null;
+    }
+    return meta;
+  }
+
+  /**
+   * Make a verified temp file the key's `data`: fsync it, write the meta beside it,
+   * rename both into place, fsync the directories. Readers see the old or the new
+   * file, never a partial one; a crash in between leaves a mismatch the scan removes.
+   */
+  async publish(tempFile: string, meta: Omit<ObjectMeta, "ino">): Promise<ObjectMeta> {
+    await fsync(tempFile);
+    const full: ObjectMeta = { ...meta, ino: (await stat(tempFile, { bigint: true })).ino.toString() };
+    const dir = this.dir(meta.key);
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+    const metaTemp = await this.#writeTemp(meta.key, full);
+    await renameOverDir(tempFile, this.dataPath(meta.key));
+    await rename(metaTemp, join(dir, META_FILE));
+    await fsync(dir);
+    return full;
+  }
+
+  /** Rewrite the meta of the current `data` atomically (after a revalidation). */
+  async writeMeta(meta: ObjectMeta): Promise<void> {
+    const metaTemp = await this.#writeTemp(meta.key, meta);
+    await rename(metaTemp, join(this.dir(meta.key), META_FILE));
+    await fsync(this.dir(meta.key));
+  }
+
+  /** Remove an entry (eviction). Pods that hold `data` open or bind-mounted keep the inode. */
+  async remove(key: string): Promise<void> {
+    await rm(join(this.dir(key), META_FILE), { force: true });
+    await rm(this.dataPath(key), { force: true });
+    await rmdir(this.dir(key)).catch(() => undefined);
+  }
+
+  /** Whether a file can be created under the root right now. */
+  async writable(): Promise<boolean> {
+    const probe = this.tempPath("probe", "probe");
+    try {
+      await writeFile(probe, "ok");
+      await unlink(probe);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Startup: drop every temp file, remove directories that are not cache keys and
+   * incomplete entries; keep complete entries and young empty key directories.
+   */
+  async scan(now = Date.now(), graceMs = EMPTY_DIR_GRACE_MS): Promise<ScanResult> {
+    await rm(this.tmpDir, { recursive: true, force: true });
+    await mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
+    await mkdir(this.objectsDir, { recursive: true, mode: 0o755 });
+    const result: ScanResult = { entries: [], removed: [] };
+    for (const d of await readdir(this.objectsDir, { withFileTypes: true })) {
+      const entry = KEY_PATTERN.test(d.name) && d.isDirectory() ? await this.read(d.name) : null;
+      if (entry) result.entries.push(entry);
+      else if (await this.#clear(d, now, graceMs)) result.removed.push(d.name);
+    }
+    return result;
+  }
+
+  /** Remove what is not a complete entry; true when the directory itself went. */
+  async #clear(d: Dirent, now: number, graceMs: number): Promise<boolean> {
+    const path = join(this.objectsDir, d.name);
+    if (!KEY_PATTERN.test(d.name) || !d.isDirectory()) {
+      await rm(path, { recursive: true, force: true });
+      return true;
+    }
+    const age = now - (await stat(path)).mtimeMs;
+    await rm(join(path, META_FILE), { force: true });
+    const data = await lstat(join(path, OBJECT_FILE)).catch(() => null);
+    if (data?.isDirectory()) await rmdir(join(path, OBJECT_FILE)).catch(() => undefined);
+    else if (data) await unlink(join(path, OBJECT_FILE));
+    if (age < graceMs) return false;
+    return rmdir(path).then(() => true, () => false);
+  }
+
+  async #writeTemp(key: string, meta: ObjectMeta): Promise<string> {
+    const path = this.tempPath(key, "meta");
+    await writeFile(path, JSON.stringify(meta), { mode: 0o644 });
+    await fsync(path);
+    return path;
+  }
+}
+
+/** fsync a file or a directory by path (fsync applies to the inode, not the descriptor). */
+async function fsync(path: string): Promise<void> {
+  const fh = await open(path, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** rename(2), first removing an empty directory in the way (a kubelet subPath of a missing file). */
+async function renameOverDir(from: string, to: string): Promise<void> {
+  try {
+    await rename(from, to);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== "EISDIR" && code !== "ENOTEMPTY" && code !== "EEXIST") throw err;
+    await rmdir(to);
+    await rename(from, to);
+  }
+}
+
+function parseMeta(text: string, key: string): ObjectMeta {
+  const m = JSON.parse(text) as Partial<ObjectMeta>;
+  const ok =
+    m.key === key && typeof m.url === "string" && Number.isSafeInteger(m.size) && typeof m.sha256 === "string" &&
+    SHA256_HEX.test(m.sha256) && typeof m.ino === "string" && typeof m.fetchedAt === "string" && typeof m.validatedAt === "string";
+  if (!ok) throw new Error(`invalid ${META_FILE} for ${key}`);
+  return m as ObjectMeta;
+}

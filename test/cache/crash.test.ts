@@ -1,0 +1,136 @@
+// Crash safety and the startup scan: a cache process killed with SIGKILL in the middle
+// of a fill never serves the partial file, and after a restart the temp file is gone
+// and the next request completes; stale and orphaned entries are cleaned at start.
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startCache } from "../../src/cache/index.js";
+import { parsePolicy } from "../../src/policy/load.js";
+import { cacheKey, objectPath } from "../../src/shared/protocol.js";
+import { fetchRaw, pseudoRandom, sha256Hex, startOrigin, type Origin } from "../support/origin.js";
+
+const POLICY_YAML = `origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\n`;
+let origin: Origin;
+let dir: string;
+
+beforeAll(async () => {
+  origin = await startOrigin();
+  dir = mkdtempSync(join(tmpdir(), "cache-crash-"));
+  writeFileSync(join(dir, "policy.yaml"), POLICY_YAML);
+});
+
+afterAll(async () => {
+  await origin?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** `cache-io cache --port 0` as the DaemonSet runs it; resolves with the port from its start log line. */
+async function spawnCache(root: string): Promise<{ proc: ChildProcess; url: string }> {
+  const args = ["dist/cli/main.js", "cache", "--host", "127.0.0.1", "--port", "0", "--root", root, "--policy", join(dir, "policy.yaml")];
+  const proc = spawn(process.execPath, args, { env: { ...process.env, LOG_LEVEL: "info" }, stdio: ["ignore", "pipe", "inherit"] });
+  for await (const line of createInterface({ input: proc.stdout! })) {
+    const log = JSON.parse(line) as { msg: string; port?: number };
+    if (log.msg === "cache listening") {
+      proc.stdout!.resume();
+      return { proc, url: `http://127.0.0.1:${log.port}` };
+    }
+  }
+  throw new Error("the cache exited before it listened");
+}
+
+describe("kill -9 in the middle of a fill", () => {
+  it("never serves the partial file; after a restart the temp file is gone and the next request completes", async () => {
+    const content = pseudoRandom(6 * 2 ** 20, 41);
+    const { sha256 } = origin.put("/crash.bin", content);
+    origin.rateFor.set("/crash.bin", 2 ** 20);
+    const url = origin.url("/crash.bin");
+    const key = cacheKey(url);
+    const root = join(dir, "root");
+    const first = await spawnCache(root);
+
+    const waiting = fetchRaw(first.url + objectPath(key, url)).then((r) => r, (e: Error) => e);
+    await expect.poll(() => origin.stats.bytesSent, { timeout: 10_000 }).toBeGreaterThan(2 ** 20);
+    const temps = readdirSync(join(root, "tmp")).filter((f) => f.startsWith(key));
+    expect(temps).toHaveLength(1);
+    expect(existsSync(join(root, "objects", key, "data"))).toBe(false);
+
+    first.proc.kill("SIGKILL");
+    await once(first.proc, "exit");
+    const answer = await waiting;
+    expect(answer instanceof Error || !answer.complete || answer.status !== 200).toBe(true);
+    const partial = statSync(join(root, "tmp", temps[0]!)).size;
+    expect(partial).toBeGreaterThan(0);
+    expect(partial).toBeLessThan(content.length);
+    expect(existsSync(join(root, "objects", key, "data"))).toBe(false);
+
+    origin.rateFor.delete("/crash.bin");
+    const second = await spawnCache(root);
+    try {
+      expect(readdirSync(join(root, "tmp"))).toEqual([]);
+      expect(existsSync(join(root, "objects", key, "data"))).toBe(false);
+      const r = await fetchRaw(second.url + objectPath(key, url));
+      expect(r.status).toBe(200);
+      expect(sha256Hex(r.body)).toBe(sha256);
+      expect(origin.gets("/crash.bin")).toBe(2);
+    } finally {
+      second.proc.kill("SIGTERM");
+    }
+    const [code] = (await once(second.proc, "exit")) as [number];
+    expect(code).toBe(0); // graceful shutdown on SIGTERM
+  });
+});
+
+describe("startup scan", () => {
+  it("keeps complete files and young empty key directories; removes temp files, orphans and incomplete entries", async () => {
+    const root = join(dir, "scan");
+    const policy = (() => {
+      const r = parsePolicy(POLICY_YAML);
+      if (!r.ok) throw new Error(r.errors.join());
+      return r.policy;
+    })();
+    const { sha256 } = origin.put("/keep.bin", pseudoRandom(100_000, 42));
+    const keepUrl = origin.url("/keep.bin");
+    const before = await startCache({ root, host: "127.0.0.1", port: 0, policy: () => policy });
+    expect((await fetchRaw(before.url + objectPath(cacheKey(keepUrl), keepUrl))).status).toBe(200);
+    await before.close(100);
+
+    const objects = join(root, "objects");
+    const k = (n: number) => cacheKey(`http://example.test/${n}`);
+    mkdirSync(join(objects, "not-a-key"));
+    writeFileSync(join(objects, "not-a-key", "data"), "x");
+    symlinkSync("/etc", join(objects, k(5)));
+    mkdirSync(join(objects, k(1))); // young and empty: the kubelet may have just made it
+    mkdirSync(join(objects, k(2))); // empty for an hour: orphaned
+    utimesSync(join(objects, k(2)), new Date(Date.now() - 3_600_000), new Date(Date.now() - 3_600_000));
+    mkdirSync(join(objects, k(3)));
+    writeFileSync(join(objects, k(3), "data"), "bytes without meta");
+    mkdirSync(join(objects, k(4)));
+    writeFileSync(join(objects, k(4), "data"), "other bytes");
+    writeFileSync(join(objects, k(4), "meta.json"), JSON.stringify({ key: k(4), url: "http://example.test/4", size: 11, sha256: "0".repeat(64), ino: "1", fetchedAt: "", validatedAt: "" }));
+    mkdirSync(join(objects, k(7)));
+    writeFileSync(join(objects, k(7), "data"), "old bytes without meta");
+    utimesSync(join(objects, k(7)), new Date(Date.now() - 3_600_000), new Date(Date.now() - 3_600_000));
+    writeFileSync(join(root, "tmp", `${k(6)}.abc.part`), "partial");
+
+    const gets = origin.gets("/keep.bin");
+    const after = await startCache({ root, host: "127.0.0.1", port: 0, policy: () => policy });
+    try {
+      expect(readdirSync(join(root, "tmp"))).toEqual([]);
+      // Incomplete entries lose their files; their directory stays only while young (a pod may be starting).
+      expect(readdirSync(objects).sort()).toEqual([cacheKey(keepUrl), k(1), k(3), k(4)].sort());
+      expect(readdirSync(join(objects, k(3)))).toEqual([]);
+      expect(readdirSync(join(objects, k(4)))).toEqual([]);
+      expect(existsSync("/etc/passwd")).toBe(true); // the symlink went, not its target
+      expect((await fetchRaw(`${after.url}/readyz`)).status).toBe(200);
+      const r = await fetchRaw(after.url + objectPath(cacheKey(keepUrl), keepUrl));
+      expect(sha256Hex(r.body)).toBe(sha256);
+      expect(origin.gets("/keep.bin")).toBe(gets);
+    } finally {
+      await after.close(100);
+    }
+  });
+});

@@ -1,0 +1,179 @@
+// The disk budget: filling past it evicts the least recently used file that is not in
+// use and never one that is. "In use" comes from a list+watch of this node's pods,
+// served here by a local HTTP stand-in of the Kubernetes API (it answers only requests
+// whose fieldSelector is spec.nodeName=<this node>), and from recent requests.
+import { KubeConfig } from "@kubernetes/client-node";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startCache, type RunningCache } from "../../src/cache/index.js";
+import { parsePolicy } from "../../src/policy/load.js";
+import type { Policy } from "../../src/policy/schema.js";
+import { cacheKey, objectDir, objectPath } from "../../src/shared/protocol.js";
+import { fetchRaw, pseudoRandom, startOrigin, type Origin } from "../support/origin.js";
+
+const MIB = 2 ** 20;
+const NODE = "node-a";
+const HOST_ROOT = "/var/lib/cache-io"; // policy.cache.root: the host path the webhook writes into pods
+
+function policyOf(yaml: string): Policy {
+  const r = parsePolicy(yaml);
+  if (!r.ok) throw new Error(r.errors.join("; "));
+  return r.policy;
+}
+const POLICY = policyOf(`origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {diskBudget: 3Mi, root: ${HOST_ROOT}}`);
+
+/** The Kubernetes API as far as the pod watch uses it: list and watch pods of one node. */
+class FakeApiServer {
+  server: Server;
+  pods = new Map<string, object>();
+  watchers = new Set<ServerResponse>();
+  selectors: string[] = [];
+  rv = 1;
+
+  constructor() {
+    this.server = createServer((req, res) => {
+      const u = new URL(req.url ?? "/", "http://x");
+      const selector = u.searchParams.get("fieldSelector") ?? "";
+      this.selectors.push(selector);
+      if (u.pathname !== "/api/v1/pods" || selector !== `spec.nodeName=${NODE}`) {
+        return void res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ kind: "Status", code: 400, message: `unexpected ${req.url}` }));
+      }
+      if (u.searchParams.get("watch") === "true") {
+        res.writeHead(200, { "content-type": "application/json" });
+        this.watchers.add(res);
+        res.on("close", () => this.watchers.delete(res));
+        return;
+      }
+      const list = { kind: "PodList", apiVersion: "v1", metadata: { resourceVersion: String(this.rv) }, items: [...this.pods.values()] };
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(list));
+    });
+  }
+
+  event(type: "ADDED" | "DELETED", name: string, keys: string[]): void {
+    const pod = podMounting(name, keys, String(++this.rv));
+    if (type === "ADDED") this.pods.set(name, pod);
+    else this.pods.delete(name);
+    for (const w of this.watchers) w.write(`${JSON.stringify({ type, object: pod })}\n`);
+  }
+
+  kubeConfig(): KubeConfig {
+    const kc = new KubeConfig();
+    const port = (this.server.address() as AddressInfo).port;
+    kc.loadFromOptions({
+      // The client refuses plain http unless skipTLSVerify is set; the stand-in is loopback-only.
+      clusters: [{ name: "stand-in", server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
+      users: [{ name: "cache" }],
+      contexts: [{ name: "stand-in", cluster: "stand-in", user: "cache" }],
+      currentContext: "stand-in",
+    });
+    return kc;
+  }
+}
+
+/** A running pod whose mount-mode volumes are these cache keys (as the webhook writes them). */
+function podMounting(name: string, keys: string[], resourceVersion: string): object {
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name, namespace: "default", uid: `uid-${name}`, resourceVersion },
+    spec: {
+      nodeName: NODE,
+      containers: [{ name: "app", image: "app" }],
+      volumes: keys.map((k) => ({ name: `cache-io-${k.slice(0, 16)}`, hostPath: { path: objectDir(HOST_ROOT, k), type: "DirectoryOrCreate" } })),
+    },
+    status: { phase: "Running" },
+  };
+}
+
+let origin: Origin;
+const roots: string[] = [];
+const caches: RunningCache[] = [];
+
+beforeAll(async () => {
+  origin = await startOrigin();
+  for (const name of "abcdefgh") origin.put(`/${name}.bin`, pseudoRandom(MIB, name.charCodeAt(0)));
+});
+
+afterAll(async () => {
+  for (const c of caches) await c.close(100);
+  await origin?.close();
+  for (const r of roots) rmSync(r, { recursive: true, force: true });
+});
+
+async function newCache(extra: { kubeConfig?: KubeConfig; recentUseMs?: number }): Promise<RunningCache> {
+  const root = mkdtempSync(join(tmpdir(), "cache-evict-"));
+  roots.push(root);
+  const c = await startCache({ root, host: "127.0.0.1", port: 0, policy: () => POLICY, nodeName: NODE, ...extra });
+  caches.push(c);
+  return c;
+}
+
+const url = (name: string) => origin.url(`/${name}.bin`);
+const fill = (c: RunningCache, name: string) => fetchRaw(c.url + objectPath(cacheKey(url(name)), url(name)));
+const stored = (c: RunningCache, name: string) => existsSync(join(c.cache.store.dir(cacheKey(url(name))), "data"));
+
+describe("disk budget", () => {
+  it("evicts the least recently used file when a fill would pass the budget", async () => {
+    const c = await newCache({ recentUseMs: 0 });
+    for (const n of ["a", "b", "c"]) expect((await fill(c, n)).status).toBe(200);
+    await fill(c, "a"); // a is now more recently used than b
+    expect((await fill(c, "d")).status).toBe(200);
+    await sleep(50);
+    expect(["a", "b", "c", "d"].map((n) => stored(c, n))).toEqual([true, false, true, true]);
+    expect(c.cache.budget.used()).toBe(3 * MIB);
+    const metrics = (await fetchRaw(`${c.url}/metrics`)).body.toString();
+    expect(metrics).toContain("cache_io_cache_evictions_total 1");
+    expect(metrics).toContain(`cache_io_cache_disk_used_bytes ${3 * MIB}`);
+    expect(metrics).toContain(`cache_io_cache_disk_budget_bytes ${3 * MIB}`);
+  });
+
+  it("never evicts a file a pod on this node mounts, and refuses with 507 when nothing else can go", async () => {
+    const api = new FakeApiServer();
+    api.server.listen(0, "127.0.0.1");
+    await new Promise((r) => api.server.once("listening", r));
+    try {
+      api.event("ADDED", "early", [cacheKey(url("e"))]); // already running when the cache starts: seen by the list
+      const c = await newCache({ recentUseMs: 0, kubeConfig: api.kubeConfig() });
+      await expect.poll(() => c.cache.inUse.watchState).toBe("synced");
+      for (const n of ["e", "f", "g"]) expect((await fill(c, n)).status).toBe(200);
+      await expect.poll(() => api.watchers.size).toBeGreaterThan(0);
+      api.event("ADDED", "later", [cacheKey(url("f"))]); // started later: seen by the watch
+      await expect.poll(() => c.cache.inUse.has(cacheKey(url("f")))).toBe(true);
+
+      expect((await fill(c, "h")).status).toBe(200); // e and f are in use: g (the newest!) goes
+      await sleep(50);
+      expect(["e", "f", "g", "h"].map((n) => stored(c, n))).toEqual([true, true, false, true]);
+
+      api.event("ADDED", "third", [cacheKey(url("h"))]);
+      await expect.poll(() => c.cache.inUse.has(cacheKey(url("h")))).toBe(true);
+      const refused = await fill(c, "a");
+      expect(refused.status).toBe(507);
+      expect(refused.body.toString()).toMatch(/disk budget exceeded: .* 3 file\(s\) \(3145728 bytes\) are in use by pods on this node and cannot be evicted; raise cache\.diskBudget/);
+      expect(stored(c, "a")).toBe(false);
+
+      api.event("DELETED", "early", [cacheKey(url("e"))]); // the pod ended: e may go now
+      await expect.poll(() => c.cache.inUse.has(cacheKey(url("e")))).toBe(false);
+      expect((await fill(c, "a")).status).toBe(200);
+      await sleep(50);
+      expect(["a", "e", "f", "h"].map((n) => stored(c, n))).toEqual([true, false, true, true]);
+      expect(new Set(api.selectors)).toEqual(new Set([`spec.nodeName=${NODE}`]));
+    } finally {
+      api.server.closeAllConnections();
+      api.server.close();
+    }
+  });
+
+  it("counts recently requested files as in use when there is no pod watch", async () => {
+    const c = await newCache({ recentUseMs: 60_000 });
+    for (const n of ["a", "b", "c"]) expect((await fill(c, n)).status).toBe(200);
+    const r = await fill(c, "d");
+    expect(r.status).toBe(507);
+    expect(r.body.toString()).toContain("3 file(s) (3145728 bytes) are in use");
+    expect(["a", "b", "c", "d"].map((n) => stored(c, n))).toEqual([true, true, true, false]);
+  });
+});
