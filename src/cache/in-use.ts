@@ -5,8 +5,6 @@ import type { KubeConfig, V1Pod } from "@kubernetes/client-node";
 import type { Logger } from "../shared/log.js";
 import { KEY_PATTERN } from "../shared/protocol.js";
 
-/** A key requested within this window is in use (copy-mode pods need it only while their init container runs). */
-export const RECENT_USE_MS = 10 * 60_000;
 const WATCH_RESTART_MS = 5_000;
 
 /** The cache keys a pod mounts: hostPath volumes at `<root>/objects/<key>` for one of `roots`. */
@@ -35,7 +33,7 @@ export class InUse {
 
   constructor(
     private readonly roots: string[],
-    private readonly windowMs = RECENT_USE_MS,
+    private readonly windowMs: number,
   ) {}
 
   /** Record a request for `key`. */

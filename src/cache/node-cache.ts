@@ -11,7 +11,7 @@ import { cacheKey, normalizeUrl } from "../shared/protocol.js";
 import { CacheError } from "./errors.js";
 import { Budget } from "./eviction.js";
 import { Fill, Filler } from "./fill.js";
-import { InUse, RECENT_USE_MS } from "./in-use.js";
+import { InUse } from "./in-use.js";
 import { CacheMetrics } from "./metrics.js";
 import type { Resolver } from "./origin.js";
 import type { ObjectRequest } from "./request.js";
@@ -52,7 +52,7 @@ export class NodeCache {
     const policy = opts.policy;
     this.log = opts.log ?? logger("cache");
     this.store = new Store(opts.root);
-    this.inUse = new InUse([opts.root, policy().cache.root], opts.recentUseMs ?? RECENT_USE_MS);
+    this.inUse = new InUse([opts.root, policy().cache.root], opts.recentUseMs ?? policy().cache.recentUseWindow);
     this.budget = new Budget({
       limit: () => policy().cache.diskBudget,
       inUse: (k) => this.inUse.has(k),
@@ -90,7 +90,7 @@ export class NodeCache {
   /** Scan the root (keep complete files, drop the rest), start the pod watch, pre-warm in the background. */
   async start(): Promise<void> {
     await mkdir(this.opts.root, { recursive: true, mode: 0o755 });
-    const scan = await this.store.scan();
+    const scan = await this.store.scan(Date.now(), this.opts.policy().cache.emptyDirGrace);
     for (const e of scan.entries) {
       this.#index.set(e.key, e);
       this.budget.add(e.key, e.size, Date.parse(e.validatedAt) || 0);
@@ -101,7 +101,7 @@ export class NodeCache {
     if (kubeConfig && nodeName) {
       this.inUse.watchPods(kubeConfig, nodeName, this.log).catch((err: Error) => this.log.error({ err: err.message }, "pod watch did not start"));
     } else {
-      this.log.info({ recentUseMs: this.opts.recentUseMs ?? RECENT_USE_MS }, "no pod watch (needs --node-name and a cluster config): files count as in use while recently requested");
+      this.log.info({ recentUseMs: this.opts.recentUseMs ?? this.opts.policy().cache.recentUseWindow }, "no pod watch (needs --node-name and a cluster config): files count as in use while recently requested");
     }
     this.budget.trim();
     void this.#prewarm();

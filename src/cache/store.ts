@@ -8,8 +8,6 @@ import { join } from "node:path";
 import { KEY_PATTERN, OBJECT_FILE, SHA256_HEX, objectDir } from "../shared/protocol.js";
 
 export const META_FILE = "meta.json";
-/** An empty object directory younger than this may be the kubelet's, for a pod that is starting. */
-export const EMPTY_DIR_GRACE_MS = 10 * 60_000;
 
 export interface ObjectMeta {
   key: string;
@@ -113,7 +111,7 @@ export class Store {
    * Startup: drop every temp file, remove directories that are not cache keys and
    * incomplete entries; keep complete entries and young empty key directories.
    */
-  async scan(now = Date.now(), graceMs = EMPTY_DIR_GRACE_MS): Promise<ScanResult> {
+  async scan(now: number, graceMs: number): Promise<ScanResult> {
     await rm(this.tmpDir, { recursive: true, force: true });
     await mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
     await mkdir(this.objectsDir, { recursive: true, mode: 0o755 });

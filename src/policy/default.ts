@@ -30,6 +30,8 @@ cache:
   idleTimeout: 60s
   fillTimeout: 1h
   originRetries: 3
+  recentUseWindow: 10m    # a file requested this recently counts as in use (never evicted)
+  emptyDirGrace: 10m      # an empty object dir younger than this survives the startup scan
   prewarm: []
 prepull:
   images: []

@@ -92,6 +92,8 @@ export const policySchema = z.strictObject({
       idleTimeout: duration.default(60_000),
       fillTimeout: duration.default(3_600_000),
       originRetries: z.number().int().min(0).max(20).default(3),
+      recentUseWindow: duration.default(600_000),
+      emptyDirGrace: duration.default(600_000),
       prewarm: z.array(z.string().url()).default([]),
     })
     .prefault({}),
