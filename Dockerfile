@@ -4,7 +4,7 @@
 # stage natively per platform, so the static no-op matches the node it runs on.
 
 # --- build: compile TypeScript and the static no-op, then keep production deps only
-FROM node:22-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
@@ -24,7 +24,7 @@ RUN npm run build \
  && npm cache clean --force
 
 # --- runtime: distroless Node.js (no shell, no package manager), uid 65532
-FROM gcr.io/distroless/nodejs22-debian12:nonroot
+FROM gcr.io/distroless/nodejs24-debian12:nonroot
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=build /src/package.json ./package.json
