@@ -1,5 +1,6 @@
 // Origin rules shared by the webhook (which can only see the URL) and the node cache
 // (which also checks every address a name resolves to). Pure: no DNS here.
+import { isIP } from "node:net";
 import ipaddr from "ipaddr.js";
 
 export interface OriginRules {
@@ -34,7 +35,7 @@ export function privateAllowed(hostOrIp: string, rules: OriginRules): boolean {
   const host = stripBrackets(hostOrIp.toLowerCase());
   for (const entry of rules.allowPrivate) {
     if (entry.includes("/")) {
-      if (!ipaddr.isValid(host)) continue;
+      if (!isIP(host)) continue;
       try {
         const [range, bits] = ipaddr.parseCIDR(entry);
         const addr = ipaddr.process(host);
@@ -52,7 +53,7 @@ export function privateAllowed(hostOrIp: string, rules: OriginRules): boolean {
 /** Why an address may not be fetched, or null when it may. */
 export function forbiddenAddress(ip: string, rules: OriginRules, hostname?: string): string | null {
   const bare = stripBrackets(ip);
-  if (!ipaddr.isValid(bare)) return `"${ip}" is not an IP address`;
+  if (!isIP(bare)) return `"${ip}" is not an IP address`;
   const range = ipaddr.process(bare).range();
   if (!FORBIDDEN_RANGES.has(range)) return null;
   if (privateAllowed(bare, rules) || (hostname !== undefined && privateAllowed(hostname, rules))) return null;
@@ -74,7 +75,9 @@ export function checkOriginUrl(url: URL, rules: OriginRules): string | null {
   if (!rules.allow.some((p) => hostMatches(host, p))) {
     return `host "${host}" is not in the policy's origin allow-list (origins.allow: ${rules.allow.join(", ") || "empty"})`;
   }
-  if (ipaddr.isValid(host)) return forbiddenAddress(host, rules);
+  // URL parsing has already turned hex/octal/short IPv4 forms into dotted decimal, so
+  // net.isIP (native, and far cheaper than ipaddr's parser on every host name) is exact.
+  if (isIP(host)) return forbiddenAddress(host, rules);
   if (host === "localhost" || host.endsWith(".localhost")) {
     return privateAllowed(host, rules) ? null : `host "${host}" is loopback; refused unless origins.allowPrivate names it`;
   }

@@ -67,18 +67,23 @@ function checkReserved(pod: V1Pod): void {
   }
 }
 
-/** The injected pod: a deep copy; only what cache.io owns is added. */
+/**
+ * The injected pod. Copy-on-write: only the objects on the path to a change are new
+ * (the input is never mutated; untouched containers and volumes are shared), which
+ * keeps the admission hot path free of a deep clone of the whole pod.
+ */
 function inject(original: V1Pod, request: InjectRequest, policy: Policy): V1Pod {
-  const pod = structuredClone(original);
-  const spec = pod.spec!;
+  const spec = { ...original.spec! };
   const mounts = appMounts(request.files, request.mode, request.mountPath);
-  for (const container of spec.containers) {
-    if (!request.containers.includes(container.name)) continue;
+  spec.containers = spec.containers.map((c) => {
+    if (!request.containers.includes(c.name)) return c;
+    const container = { ...c };
     addNodeIp(container);
     addMounts(container, mounts);
-  }
+    return container;
+  });
   spec.initContainers = insertFetcher(spec.initContainers ?? [], fetchContainer(request.files, request.mode, policy));
   spec.volumes = [...(spec.volumes ?? []), ...podVolumes(request.files, request.mode, policy.cache.root)];
-  pod.metadata = { ...pod.metadata, annotations: { ...pod.metadata?.annotations, [ANNOTATION.status]: STATUS_INJECTED } };
-  return pod;
+  const metadata = { ...original.metadata, annotations: { ...original.metadata?.annotations, [ANNOTATION.status]: STATUS_INJECTED } };
+  return { ...original, metadata, spec };
 }
