@@ -27,6 +27,9 @@ export interface Send {
   path: string;
   body?: string | Buffer;
   contentType?: string;
+  headers?: Record<string, string>;
+  /** Send the body in 64 KiB writes with no Content-Length (chunked transfer encoding). */
+  chunked?: boolean;
 }
 
 function parseJson(text: string): unknown {
@@ -49,7 +52,7 @@ export function send(target: Target, s: Send): Promise<Reply> {
         agent: target.agent ?? false,
         method: s.method ?? (s.body === undefined ? "GET" : "POST"),
         path: s.path,
-        headers: s.body === undefined ? {} : { "content-type": s.contentType ?? "application/json" },
+        headers: { ...(s.body === undefined ? {} : { "content-type": s.contentType ?? "application/json" }), ...s.headers },
       },
       (res) => {
         const fingerprint = (res.socket as TLSSocket).getPeerCertificate().fingerprint256;
@@ -63,7 +66,11 @@ export function send(target: Target, s: Send): Promise<Reply> {
       },
     );
     req.on("error", reject);
-    req.end(s.body);
+    if (s.chunked && s.body !== undefined) {
+      const body = Buffer.from(s.body);
+      for (let at = 0; at < body.length; at += 65536) req.write(body.subarray(at, at + 65536));
+      req.end();
+    } else req.end(s.body);
   });
 }
 

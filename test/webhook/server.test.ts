@@ -117,6 +117,20 @@ describe("bad requests get JSON errors and the server keeps serving", () => {
     expect(r.json.response).toEqual({ uid: "uid-after", allowed: true });
   });
 
+  it("answers 413 to a chunked body that grows past the limit (no Content-Length to refuse it early)", async () => {
+    const huge = await plainReview("uid-huge-chunked");
+    huge.request.object.metadata.annotations = { "example.com/blob": "x".repeat(3.5 * 2 ** 20) };
+    const r = await send(target, { path: "/mutate", body: JSON.stringify(huge), chunked: true });
+    expectJsonError(r, 413);
+    const ok = await send(target, { path: "/mutate", body: JSON.stringify(await plainReview("uid-after-chunked")), chunked: true });
+    expect(ok.json).toMatchObject({ response: { uid: "uid-after-chunked", allowed: true } });
+  });
+
+  it("answers 415 to a compressed body (the API server never sends one)", async () => {
+    const r = await send(target, { path: "/mutate", body: JSON.stringify(await plainReview()), headers: { "content-encoding": "gzip" } });
+    expectJsonError(r, 415);
+  });
+
   it("answers 404 JSON to unknown paths and 405 to GET /mutate", async () => {
     expectJsonError(await send(target, { path: "/nope" }), 404);
     expectJsonError(await send(target, { path: "/mutate" }), 405);

@@ -1,0 +1,87 @@
+// The hot path: POST /mutate and /mutate/copy answered on node:http directly. Express
+// routing, body-parser and res.json cost about as much as review() itself, and this
+// route is what kube-apiserver waits on for every annotated pod. Everything else
+// (probes, metrics, 404/405) stays on express.
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { review } from "./review.js";
+import type { WebhookAppOptions } from "./server.js";
+
+export const REVIEW_PATHS = { "/mutate": { copyOnly: false }, "/mutate/copy": { copyOnly: true } } as const;
+export type ReviewPath = keyof typeof REVIEW_PATHS;
+
+const clip = (v: unknown, max = 253): string | undefined => (typeof v === "string" ? v.slice(0, max) : undefined);
+
+/** The few request fields that may be logged: identifiers, never annotation values. */
+function logFields(body: unknown): Record<string, string | undefined> {
+  const req = (body as { request?: Record<string, unknown> } | undefined)?.request;
+  const meta = (req?.object as { metadata?: Record<string, unknown> } | undefined)?.metadata;
+  return { uid: clip(req?.uid, 64), namespace: clip(req?.namespace), pod: clip(meta?.name) ?? clip(meta?.generateName) };
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** Why the request cannot be a review we read, or undefined. */
+function refuseHeaders(req: IncomingMessage, limit: number): [number, string] | undefined {
+  const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
+  if (type !== "application/json") return [415, "send the AdmissionReview as JSON with Content-Type: application/json"];
+  // No gzip: kube-apiserver sends plain JSON, and inflating is work an attacker could ask for.
+  const encoding = (req.headers["content-encoding"] ?? "identity").toLowerCase();
+  if (encoding !== "identity") return [415, `unsupported content encoding "${encoding}"`];
+  if (Number(req.headers["content-length"] ?? 0) > limit) return [413, `request body exceeds the ${limit}-byte limit`];
+  return undefined;
+}
+
+/** Read the body up to `limit` bytes; undefined when it grew past it. */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners("data");
+        req.resume(); // drain and discard, so the connection stays usable
+        resolve(undefined);
+      } else chunks.push(chunk);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks, size)));
+    req.on("error", reject);
+  });
+}
+
+export async function answerReview(path: ReviewPath, req: IncomingMessage, res: ServerResponse, opts: WebhookAppOptions, limit: number): Promise<void> {
+  const { metrics, log } = opts;
+  try {
+    const refusal = refuseHeaders(req, limit);
+    if (refusal) return send(res, refusal[0], { error: refusal[1] });
+    const raw = await readBody(req, limit);
+    if (!raw) return send(res, 413, { error: `request body exceeds the ${limit}-byte limit` });
+    let body: unknown;
+    try {
+      body = JSON.parse(raw.toString("utf8"));
+    } catch (err) {
+      return send(res, 400, { error: `request body is not valid JSON: ${(err as Error).message}` });
+    }
+    const policy = opts.policy.current();
+    if (!policy) {
+      metrics.reviews.inc({ path, outcome: "error", reason: "no-policy" });
+      return send(res, 503, { error: "no valid policy is loaded yet; see the webhook's log for the policy errors" });
+    }
+    const start = process.hrtime.bigint();
+    const result = review(body, policy, REVIEW_PATHS[path]);
+    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+    metrics.reviews.inc({ path, outcome: result.outcome, reason: result.reason });
+    metrics.reviewDuration.observe({ path }, seconds);
+    log?.info({ ...logFields(body), path, outcome: result.outcome, reason: result.reason, latencyMs: seconds * 1000 }, "review");
+    send(res, result.httpStatus, result.body);
+  } catch (err) {
+    log?.error({ err, method: req.method }, "unexpected error while serving a review");
+    metrics.reviews.inc({ path, outcome: "error", reason: "internal" });
+    if (!res.headersSent) send(res, 500, { error: "internal error; see the webhook's log" });
+    else res.destroy();
+  }
+}
