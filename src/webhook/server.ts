@@ -40,7 +40,7 @@ function readiness(opts: WebhookAppOptions): string[] {
   return problems;
 }
 
-/** body-parser's client errors, answered as JSON; anything else is our bug (500, logged). */
+/** Client errors express raises (4xx) answered as JSON; anything else is our bug (500, logged). */
 function errorHandler(opts: WebhookAppOptions): ErrorRequestHandler {
   return (err: { type?: string; status?: number; message?: string }, req, res, next) => {
     if (res.headersSent) return next(err);
