@@ -3,6 +3,7 @@
 // Each command's module is loaded only when it runs, so `inject` does not pay for
 // the Kubernetes client and `cache` does not load the webhook.
 import { Command, Option } from "commander";
+import { IMAGE } from "../deploy/names.js";
 
 const program = new Command("cache-io")
   .description("Node-local cache for large read-only files, wired into pods by a mutating admission webhook")
@@ -70,7 +71,7 @@ prepull
   .description("print the pre-pull DaemonSet for the policy's image list")
   .addOption(policyOption())
   .option("--namespace <ns>", "namespace of the DaemonSet", "cache-io")
-  .option("--image <ref>", "the cache-io image (provides the no-op binary)", "ghcr.io/cache-io/cache-io:0.1.0")
+  .option("--image <ref>", "the cache-io image (provides the no-op binary)", IMAGE)
   .addOption(new Option("-o, --output <format>", "output format").choices(["yaml", "json"]).default("yaml"))
   .action(async (opts) => (await import("./prepull.js")).render(opts));
 prepull
@@ -78,7 +79,7 @@ prepull
   .description("keep the pre-pull DaemonSet in sync with the policy (server-side apply)")
   .addOption(policyOption())
   .option("--namespace <ns>", "namespace of the DaemonSet", process.env.POD_NAMESPACE ?? "cache-io")
-  .option("--image <ref>", "the cache-io image (provides the no-op binary)", "ghcr.io/cache-io/cache-io:0.1.0")
+  .option("--image <ref>", "the cache-io image (provides the no-op binary)", IMAGE)
   .option("--once", "apply once and exit instead of following policy changes")
   .action(async (opts) => (await import("./prepull.js")).reconcile(opts));
 prepull

@@ -29,8 +29,7 @@ export const PATHS = {
 
 export const WEBHOOK_PORT = 8443;
 export const SERVICE_PORT = 443;
-/** URL paths the webhook server routes: mount mode allowed, or copy mode only. */
-export const WEBHOOK_PATHS = { mount: "/mutate", copy: "/mutate/copy" } as const;
+export { WEBHOOK_PATHS } from "../shared/protocol.js";
 
 export type Component = "webhook" | "node-cache" | "certs" | "prepull-controller" | "prepull";
 

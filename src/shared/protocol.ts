@@ -12,6 +12,9 @@ export const ANNOTATION = {
 } as const;
 
 export const NAMESPACE_LABEL = "cache.io/inject";
+
+/** The webhook's review paths: mount mode allowed, or copy mode only (hostPath forbidden). */
+export const WEBHOOK_PATHS = { mount: "/mutate", copy: "/mutate/copy" } as const;
 export const STATUS_INJECTED = "injected";
 
 /** Names the webhook owns inside a pod; a pod that already uses them is refused. */

@@ -3,10 +3,11 @@
 // route is what kube-apiserver waits on for every annotated pod. Everything else
 // (probes, metrics, 404/405) stays on express.
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { WEBHOOK_PATHS } from "../shared/protocol.js";
 import { review } from "./review.js";
 import type { WebhookAppOptions } from "./server.js";
 
-export const REVIEW_PATHS = { "/mutate": { copyOnly: false }, "/mutate/copy": { copyOnly: true } } as const;
+export const REVIEW_PATHS = { [WEBHOOK_PATHS.mount]: { copyOnly: false }, [WEBHOOK_PATHS.copy]: { copyOnly: true } } as const;
 export type ReviewPath = keyof typeof REVIEW_PATHS;
 
 const clip = (v: unknown, max = 253): string | undefined => (typeof v === "string" ? v.slice(0, max) : undefined);
