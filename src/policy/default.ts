@@ -11,15 +11,15 @@ injection:
   mountPath: /cache
   mode: mount             # mount (zero-copy hostPath) or copy (emptyDir)
   onInvalid: deny         # deny, or warn (admit unmutated with a warning)
-namespaces: {}            # per-namespace overrides of injection fields and originsAllow
+namespaces: {}            # per-namespace overrides: injection fields, originsAllow, fetcher.resources
 fetcher:
   image: curlimages/curl:8.11.1
   imagePullPolicy: IfNotPresent
   runAsUser: 65532
   retries: 10
   resources:
-    requests: {cpu: 10m, memory: 16Mi}
-    limits: {cpu: 500m, memory: 64Mi}
+    requests: {cpu: 250m, memory: 32Mi}   # limit/request ratios of 4 and 2 pass typical LimitRanges
+    limits: {cpu: "1", memory: 64Mi}
 cache:
   root: /var/lib/cache-io
   port: 8585
@@ -32,6 +32,15 @@ cache:
   originRetries: 3
   recentUseWindow: 10m    # a file requested this recently counts as in use (never evicted)
   emptyDirGrace: 10m      # an empty object dir younger than this survives the startup scan
+  recentUseShare: 0.5     # at most this share of diskBudget is protected by recent requests alone
+  recentUseMaxKeys: 10000
+  maxStale: 24h           # how long past revalidateAfter a copy is served while the origin errors
+  maxDownloads: 256       # downloads served at once (all clients)
+  maxDownloadsPerClient: 32
+  sendTimeout: 60s        # a client that takes no bytes this long is cut
+  maxFills: 32            # origin fills in flight (503 above)
+  maxFillsPerHost: 8
+  abandonGrace: 10s       # a fill nobody waits for any more is abandoned after this
   prewarm: []
 prepull:
   images: []

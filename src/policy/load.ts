@@ -40,14 +40,16 @@ export function defaultPolicy(): Policy {
 export interface NamespaceSettings {
   injection: InjectionSettings;
   origins: OriginRules;
+  fetcherResources: Policy["fetcher"]["resources"];
 }
 
 export function settingsFor(policy: Policy, namespace: string | undefined): NamespaceSettings {
   const o = (namespace && policy.namespaces[namespace]) || {};
-  const { originsAllow, ...injection } = o;
+  const { originsAllow, fetcher, ...injection } = o;
   return {
     injection: { ...policy.injection, ...stripUndefined(injection) },
     origins: { ...policy.origins, allow: originsAllow ?? policy.origins.allow },
+    fetcherResources: fetcher?.resources ?? policy.fetcher.resources,
   };
 }
 

@@ -53,12 +53,19 @@ const injection = z.strictObject({
   onInvalid: z.enum(["deny", "warn"]).default("deny"),
 });
 
+const fetcherResources = z.strictObject({ requests: resourceList.optional(), limits: resourceList.optional() });
+
+/** Requests and limits that pass LimitRanges with a maxLimitRequestRatio of 4 or more. */
+export const DEFAULT_FETCHER_RESOURCES = { requests: { cpu: "250m", memory: "32Mi" }, limits: { cpu: "1", memory: "64Mi" } };
+
 const namespaceOverride = z.strictObject({
   maxFiles: z.number().int().min(1).max(256).optional(),
   mountPath: absPath.optional(),
   mode: z.enum(["mount", "copy"]).optional(),
   onInvalid: z.enum(["deny", "warn"]).optional(),
   originsAllow: z.array(hostPattern).optional(),
+  /** Replaces fetcher.resources for pods in this namespace (for its LimitRange). */
+  fetcher: z.strictObject({ resources: fetcherResources }).optional(),
 });
 
 const prepullImage = z.union([
@@ -76,9 +83,7 @@ export const policySchema = z.strictObject({
       imagePullPolicy: z.enum(["Always", "IfNotPresent", "Never"]).default("IfNotPresent"),
       runAsUser: z.number().int().min(1).default(65532),
       retries: z.number().int().min(0).max(100).default(10),
-      resources: z
-        .strictObject({ requests: resourceList.optional(), limits: resourceList.optional() })
-        .default({ requests: { cpu: "10m", memory: "16Mi" }, limits: { cpu: "500m", memory: "64Mi" } }),
+      resources: fetcherResources.default(DEFAULT_FETCHER_RESOURCES),
     })
     .prefault({}),
   cache: z
@@ -94,6 +99,22 @@ export const policySchema = z.strictObject({
       originRetries: z.number().int().min(0).max(20).default(3),
       recentUseWindow: duration.default(600_000),
       emptyDirGrace: duration.default(600_000),
+      /** Share of diskBudget that files protected only by a recent request may hold. */
+      recentUseShare: z.number().min(0).max(1).default(0.5),
+      /** Distinct keys remembered as recently requested (oldest forgotten first). */
+      recentUseMaxKeys: z.number().int().min(1).default(10_000),
+      /** A revalidation that fails transiently keeps serving the old copy at most this long past revalidateAfter. */
+      maxStale: duration.default(86_400_000),
+      /** Downloads (/v1/objects and ensure streams) served at once, in all and per client address. */
+      maxDownloads: z.number().int().min(1).default(256),
+      maxDownloadsPerClient: z.number().int().min(1).default(32),
+      /** A download whose client takes no bytes for this long is cut. */
+      sendTimeout: duration.default(60_000),
+      /** Origin fills in flight, in all and per origin host; more are refused with 503. */
+      maxFills: z.number().int().min(1).default(32),
+      maxFillsPerHost: z.number().int().min(1).default(8),
+      /** A fill whose every waiter has gone is abandoned after this (pre-warm fills never are). */
+      abandonGrace: duration.default(10_000),
       prewarm: z.array(z.string().url()).default([]),
     })
     .prefault({}),

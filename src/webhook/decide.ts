@@ -32,7 +32,7 @@ export function decide(pod: V1Pod, policy: Policy, opts: DecideOptions): Decisio
     checkShape(pod);
     const request = readRequest(pod, settings, opts.copyOnly);
     checkReserved(pod);
-    return { action: "mutate", reason: "injected", pod: inject(pod, request, policy), warnings: request.warnings };
+    return { action: "mutate", reason: "injected", pod: inject(pod, request, policy, settings.fetcherResources), warnings: request.warnings };
   } catch (err) {
     if (!(err instanceof Refusal)) throw err;
     const who = podLabel(pod);
@@ -72,7 +72,7 @@ function checkReserved(pod: V1Pod): void {
  * (the input is never mutated; untouched containers and volumes are shared), which
  * keeps the admission hot path free of a deep clone of the whole pod.
  */
-function inject(original: V1Pod, request: InjectRequest, policy: Policy): V1Pod {
+function inject(original: V1Pod, request: InjectRequest, policy: Policy, fetcherResources: Policy["fetcher"]["resources"]): V1Pod {
   const spec = { ...original.spec! };
   const mounts = appMounts(request.files, request.mode, request.mountPath);
   spec.containers = spec.containers.map((c) => {
@@ -82,7 +82,7 @@ function inject(original: V1Pod, request: InjectRequest, policy: Policy): V1Pod 
     addMounts(container, mounts);
     return container;
   });
-  spec.initContainers = insertFetcher(spec.initContainers ?? [], fetchContainer(request.files, request.mode, policy));
+  spec.initContainers = insertFetcher(spec.initContainers ?? [], fetchContainer(request.files, request.mode, policy, fetcherResources));
   spec.volumes = [...(spec.volumes ?? []), ...podVolumes(request.files, request.mode, policy.cache.root)];
   const metadata = { ...original.metadata, annotations: { ...original.metadata?.annotations, [ANNOTATION.status]: STATUS_INJECTED } };
   return { ...original, metadata, spec };

@@ -32,7 +32,7 @@ export function curlArgs(files: FileRequest[], mode: Mode, policy: Policy): stri
   return args;
 }
 
-export function fetchContainer(files: FileRequest[], mode: Mode, policy: Policy): V1Container {
+export function fetchContainer(files: FileRequest[], mode: Mode, policy: Policy, resources = policy.fetcher.resources): V1Container {
   const { fetcher } = policy;
   const mounts = fetcherMounts(mode);
   return {
@@ -42,7 +42,7 @@ export function fetchContainer(files: FileRequest[], mode: Mode, policy: Policy)
     command: ["curl"],
     args: curlArgs(files, mode, policy),
     env: [nodeIpEnv()],
-    resources: JSON.parse(JSON.stringify(fetcher.resources)) as V1Container["resources"],
+    resources: JSON.parse(JSON.stringify(resources)) as V1Container["resources"],
     securityContext: {
       runAsNonRoot: true,
       runAsUser: fetcher.runAsUser,

@@ -27,7 +27,7 @@ describe("every realistic pod", () => {
       expect(fetcher.securityContext?.readOnlyRootFilesystem).toBe(true);
       expect(fetcher.command).toEqual(["curl"]);
       expect(fetcher.env?.[0]).toEqual(NODE_IP);
-      expect(fetcher.resources).toEqual({ requests: { cpu: "10m", memory: "16Mi" }, limits: { cpu: "500m", memory: "64Mi" } });
+      expect(fetcher.resources).toEqual({ requests: { cpu: "250m", memory: "32Mi" }, limits: { cpu: "1", memory: "64Mi" } });
     });
   }
 });
