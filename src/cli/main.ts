@@ -4,13 +4,14 @@
 // the Kubernetes client and `cache` does not load the webhook.
 import { Command, Option } from "commander";
 import { IMAGE } from "../deploy/names.js";
+import { VERSION } from "../shared/version.js";
 
 const program = new Command("cache-io")
   .description("Node-local cache for large read-only files, wired into pods by a mutating admission webhook")
   .showHelpAfterError()
   // Without this, `certs install --days N` would hand --days to the parent `certs`.
   .enablePositionalOptions()
-  .version(process.env.npm_package_version ?? "0.1.0");
+  .version(VERSION);
 
 const policyOption = () =>
   new Option("-p, --policy <file>", "policy YAML file (hot-reloaded); default: the embedded default policy").env("CACHE_IO_POLICY");
