@@ -5,6 +5,7 @@
 import { Command, Option } from "commander";
 import { IMAGE } from "../deploy/names.js";
 import { VERSION } from "../shared/version.js";
+import { addWebhookOptions } from "./webhook-options.js";
 
 const program = new Command("cache-io")
   .description("Node-local cache for large read-only files, wired into pods by a mutating admission webhook")
@@ -16,14 +17,7 @@ const program = new Command("cache-io")
 const policyOption = () =>
   new Option("-p, --policy <file>", "policy YAML file (hot-reloaded); default: the embedded default policy").env("CACHE_IO_POLICY");
 
-program
-  .command("webhook")
-  .description("serve the mutating admission webhook over HTTPS")
-  .addOption(policyOption())
-  .addOption(new Option("--host <addr>", "address to listen on").default("127.0.0.1").env("CACHE_IO_HOST"))
-  .addOption(new Option("--port <n>", "HTTPS port").default("8443").env("CACHE_IO_PORT"))
-  .addOption(new Option("--certs <dir>", "directory with tls.crt, tls.key (and ca.crt); generated for localhost when missing").default("certs").env("CACHE_IO_CERTS"))
-  .option("--no-generate-certs", "fail instead of generating certs when the directory has none (in-cluster)")
+addWebhookOptions(program.command("webhook").description("serve the mutating admission webhook over HTTPS"), policyOption)
   .action(async (opts) => (await import("./webhook.js")).run(opts));
 
 program
