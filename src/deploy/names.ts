@@ -1,9 +1,12 @@
 // Names, labels, ports and paths shared by every generated manifest, so the webhook
 // config, its Service, the Deployment's args and the RBAC rules cannot disagree.
+import { VERSION } from "../shared/version.js";
+
 export const NAMESPACE = "cache-io";
-/** The image every component runs; kustomize `images:` overrides it (see deploy/default). */
-export const IMAGE = "ghcr.io/cache-io/cache-io:0.1.0";
-export const IMAGE_NAME = IMAGE.slice(0, IMAGE.lastIndexOf(":"));
+/** Where the release workflow pushes the image (and, under charts/, the Helm chart). */
+export const IMAGE_NAME = "ghcr.io/cache-io/cache-io";
+/** The image every component runs, tagged with package.json's version; kustomize `images:` overrides it (see deploy/default). */
+export const IMAGE = `${IMAGE_NAME}:${VERSION}`;
 export const FIELD_MANAGER = "cache-io";
 
 export const NAMES = {
