@@ -1,6 +1,7 @@
 // The flags of `cache-io webhook`, kept apart from webhook.ts so that defining the CLI
 // does not load the server.
 import { Option, type Command } from "commander";
+import { DEFAULT_LIMITS } from "../webhook/limits.js";
 
 export function addWebhookOptions(cmd: Command, policyOption: () => Option): Command {
   return cmd
@@ -8,5 +9,13 @@ export function addWebhookOptions(cmd: Command, policyOption: () => Option): Com
     .addOption(new Option("--host <addr>", "address to listen on").default("127.0.0.1").env("CACHE_IO_HOST"))
     .addOption(new Option("--port <n>", "HTTPS port").default("8443").env("CACHE_IO_PORT"))
     .addOption(new Option("--certs <dir>", "directory with tls.crt, tls.key (and ca.crt); generated for localhost when missing").default("certs").env("CACHE_IO_CERTS"))
-    .option("--no-generate-certs", "fail instead of generating certs when the directory has none (in-cluster)");
+    .option("--no-generate-certs", "fail instead of generating certs when the directory has none (in-cluster)")
+    .addOption(new Option("--max-body-bytes <n>", "largest AdmissionReview body accepted (413 above)").default(String(DEFAULT_LIMITS.bodyLimit)).env("CACHE_IO_MAX_BODY_BYTES"))
+    .addOption(
+      new Option("--max-in-flight-bytes <n>", "review body bytes buffered at once across all connections (503 above)")
+        .default(String(DEFAULT_LIMITS.maxInFlightBytes))
+        .env("CACHE_IO_MAX_IN_FLIGHT_BYTES"),
+    )
+    .addOption(new Option("--body-timeout-ms <n>", "a request's headers and body must arrive within this (408 after)").default(String(DEFAULT_LIMITS.bodyTimeoutMs)).env("CACHE_IO_BODY_TIMEOUT_MS"))
+    .addOption(new Option("--max-connections <n>", "open connections at most; more are closed at accept").default(String(DEFAULT_LIMITS.maxConnections)).env("CACHE_IO_MAX_CONNECTIONS"));
 }

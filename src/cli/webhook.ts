@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { CERT_FILES, ensureLocalCerts } from "../certs/generate.js";
 import { PolicyStore } from "../policy/store.js";
 import { logger, type Logger } from "../shared/log.js";
+import { DEFAULT_LIMITS, positiveInt, type ServingLimits } from "../webhook/limits.js";
 import { createWebhookMetrics, type WebhookMetrics } from "../webhook/metrics.js";
 import { createWebhookApp, type PolicySource } from "../webhook/server.js";
 import { startHttpsServer, type HttpsHandle } from "../webhook/tls.js";
@@ -19,7 +20,8 @@ export interface WebhookOptions {
   generateCerts: boolean;
   policyPollMs?: number;
   certPollMs?: number;
-  bodyLimit?: number;
+  /** Body size, buffered bytes, body deadline, connections (defaults: DEFAULT_LIMITS). */
+  limits?: Partial<ServingLimits>;
 }
 
 export interface RunningWebhook {
@@ -96,13 +98,16 @@ export async function startWebhook(opts: WebhookOptions): Promise<RunningWebhook
   const metrics = createWebhookMetrics();
   const policy = openPolicy(opts.policy, metrics, log, opts.policyPollMs ?? 2000);
   let https: HttpsHandle | undefined;
-  const app = createWebhookApp({ policy: policy.source, metrics, bodyLimit: opts.bodyLimit, log, certNotAfter: () => https?.cert().notAfter });
+  const limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const app = createWebhookApp({ policy: policy.source, metrics, limits, log, certNotAfter: () => https?.cert().notAfter });
   try {
     https = await startHttpsServer(app, {
       dir: opts.certs,
       host: opts.host,
       port: opts.port,
       pollMs: opts.certPollMs,
+      maxConnections: limits.maxConnections,
+      requestTimeoutMs: limits.bodyTimeoutMs,
       log,
       onCertLoad: (result, cert) => {
         metrics.certReloads.inc({ result });
@@ -175,6 +180,19 @@ function banner(opts: WebhookOptions, w: RunningWebhook): string {
   ].join("\n");
 }
 
+/** The serving limits given as flags (strings from commander, or numbers). */
+function limitsFrom(cli: Record<string, unknown>): Partial<ServingLimits> {
+  const flags: Array<[keyof ServingLimits, string, string]> = [
+    ["bodyLimit", "maxBodyBytes", "--max-body-bytes"],
+    ["maxInFlightBytes", "maxInFlightBytes", "--max-in-flight-bytes"],
+    ["bodyTimeoutMs", "bodyTimeoutMs", "--body-timeout-ms"],
+    ["maxConnections", "maxConnections", "--max-connections"],
+  ];
+  const out: Partial<ServingLimits> = {};
+  for (const [key, cliKey, flag] of flags) if (cli[cliKey] !== undefined) out[key] = positiveInt(flag, cli[cliKey]);
+  return out;
+}
+
 export async function run(cli: Record<string, unknown>): Promise<void> {
   const opts: WebhookOptions = {
     policy: typeof cli.policy === "string" ? cli.policy : undefined,
@@ -182,6 +200,7 @@ export async function run(cli: Record<string, unknown>): Promise<void> {
     port: parsePort(cli.port ?? 8443),
     certs: typeof cli.certs === "string" ? cli.certs : "certs",
     generateCerts: cli.generateCerts !== false,
+    limits: limitsFrom(cli),
   };
   const w = await startWebhook(opts);
   process.stdout.write(banner(opts, w));

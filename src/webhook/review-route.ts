@@ -4,6 +4,8 @@
 // (probes, metrics, 404/405) stays on express.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { WEBHOOK_PATHS } from "../shared/protocol.js";
+import { readBody } from "./body.js";
+import type { ByteBudget, ServingLimits } from "./limits.js";
 import { review } from "./review.js";
 import type { WebhookAppOptions } from "./server.js";
 
@@ -19,9 +21,11 @@ function logFields(body: unknown): Record<string, string | undefined> {
   return { uid: clip(req?.uid, 64), namespace: clip(req?.namespace), pod: clip(meta?.name) ?? clip(meta?.generateName) };
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
+function send(res: ServerResponse, status: number, body: unknown, close = false): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text) });
+  const headers: Record<string, string | number> = { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text) };
+  if (close) headers.connection = "close"; // the body was not read to its end: this connection carries no next request
+  res.writeHead(status, headers);
   res.end(text);
 }
 
@@ -36,31 +40,21 @@ function refuseHeaders(req: IncomingMessage, limit: number): [number, string] | 
   return undefined;
 }
 
-/** Read the body up to `limit` bytes; undefined when it grew past it. */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on("data", (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.removeAllListeners("data");
-        req.resume(); // drain and discard, so the connection stays usable
-        resolve(undefined);
-      } else chunks.push(chunk);
-    });
-    req.on("end", () => resolve(Buffer.concat(chunks, size)));
-    req.on("error", reject);
-  });
-}
-
-export async function answerReview(path: ReviewPath, req: IncomingMessage, res: ServerResponse, opts: WebhookAppOptions, limit: number): Promise<void> {
+export async function answerReview(path: ReviewPath, req: IncomingMessage, res: ServerResponse, opts: WebhookAppOptions, limits: ServingLimits, budget: ByteBudget): Promise<void> {
   const { metrics, log } = opts;
+  let release = () => {};
   try {
-    const refusal = refuseHeaders(req, limit);
+    const refusal = refuseHeaders(req, limits.bodyLimit);
     if (refusal) return send(res, refusal[0], { error: refusal[1] });
-    const raw = await readBody(req, limit);
-    if (!raw) return send(res, 413, { error: `request body exceeds the ${limit}-byte limit` });
+    const read = await readBody(req, limits, budget);
+    if (!read.ok) {
+      if (read.status === 0) return; // the client went away
+      metrics.reviews.inc({ path, outcome: "error", reason: read.reason });
+      log?.warn({ path, status: read.status, reason: read.reason, remote: req.socket.remoteAddress }, read.error);
+      return send(res, read.status, { error: read.error }, read.status !== 413);
+    }
+    release = read.release;
+    const raw = read.body;
     let body: unknown;
     try {
       body = JSON.parse(raw.toString("utf8"));
@@ -84,5 +78,7 @@ export async function answerReview(path: ReviewPath, req: IncomingMessage, res: 
     metrics.reviews.inc({ path, outcome: "error", reason: "internal" });
     if (!res.headersSent) send(res, 500, { error: "internal error; see the webhook's log" });
     else res.destroy();
+  } finally {
+    release();
   }
 }

@@ -6,6 +6,7 @@ import express, { type ErrorRequestHandler } from "express";
 import type { Logger } from "../shared/log.js";
 import type { Policy } from "../policy/schema.js";
 import type { WebhookMetrics } from "./metrics.js";
+import { ByteBudget, DEFAULT_LIMITS, type ServingLimits } from "./limits.js";
 import { answerReview, REVIEW_PATHS, type ReviewPath } from "./review-route.js";
 
 export { REVIEW_PATHS } from "./review-route.js";
@@ -20,16 +21,12 @@ export interface WebhookAppOptions {
   metrics: WebhookMetrics;
   /** The serving certificate's expiry, for readiness; undefined when none is loaded. */
   certNotAfter?: () => Date | undefined;
-  /** Largest accepted body in bytes. */
-  bodyLimit?: number;
+  /** Body size, buffered bytes and body deadline (defaults: DEFAULT_LIMITS). */
+  limits?: Partial<ServingLimits>;
   log?: Logger;
 }
 
-/**
- * kube-apiserver refuses request bodies over 3 MiB and etcd objects over 1.5 MiB, so
- * an AdmissionReview of the largest storable Pod (with its JSON overhead) fits.
- */
-export const DEFAULT_BODY_LIMIT = 3 * 1024 * 1024;
+export { DEFAULT_BODY_LIMIT } from "./limits.js";
 
 function readiness(opts: WebhookAppOptions): string[] {
   const problems: string[] = [];
@@ -55,11 +52,12 @@ function errorHandler(opts: WebhookAppOptions): ErrorRequestHandler {
 
 /** POST to a review path goes to the node:http hot path; everything else to express. */
 export function createWebhookApp(opts: WebhookAppOptions): RequestListener {
-  const limit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const budget = new ByteBudget(limits.maxInFlightBytes);
   const app = expressApp(opts);
   return (req, res) => {
     const path = (req.url ?? "").split("?")[0] as ReviewPath;
-    if (req.method === "POST" && Object.hasOwn(REVIEW_PATHS, path)) void answerReview(path, req, res, opts, limit);
+    if (req.method === "POST" && Object.hasOwn(REVIEW_PATHS, path)) void answerReview(path, req, res, opts, limits, budget);
     else void app(req, res);
   };
 }

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { createSecureContext, type SecureContextOptions } from "node:tls";
 import type { Logger } from "../shared/log.js";
 import { CERT_FILES } from "../certs/generate.js";
+import { DEFAULT_BODY_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS } from "./limits.js";
 import type { ReloadResult } from "./metrics.js";
 
 export interface ServingCert {
@@ -33,6 +34,10 @@ export interface HttpsOptions {
   pollMs?: number;
   log?: Logger;
   onCertLoad?(result: ReloadResult, cert?: ServingCert): void;
+  /** Open connections at most (default DEFAULT_MAX_CONNECTIONS). */
+  maxConnections?: number;
+  /** Headers must be in within this; the review route's own body deadline is the same (default 2.5 s). */
+  requestTimeoutMs?: number;
 }
 
 export interface HttpsHandle {
@@ -132,11 +137,21 @@ function watchPair(server: Server, opts: HttpsOptions, initial: KeyPair, setCurr
 
 export async function startHttpsServer(app: RequestListener, opts: HttpsOptions): Promise<HttpsHandle> {
   let current = await loadKeyPair(opts.dir);
-  const server = createServer({ ...TLS_BASE, cert: current.cert, key: current.key, handshakeTimeout: 10_000 }, app);
-  // kube-apiserver waits at most 30s for a webhook and keeps connections alive between reviews.
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
+  const deadline = opts.requestTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
+  // Node checks the headers and request deadlines only every connectionsCheckingInterval (30 s by default).
+  const server = createServer({
+    ...TLS_BASE,
+    cert: current.cert,
+    key: current.key,
+    handshakeTimeout: 5_000,
+    headersTimeout: deadline,
+    // A backstop for every route; the review route answers 408 itself at `deadline`.
+    requestTimeout: 2 * deadline,
+    connectionsCheckingInterval: Math.min(500, deadline),
+  }, app);
+  // kube-apiserver waits at most timeoutSeconds (5 s) for a review and keeps connections alive between reviews.
   server.keepAliveTimeout = 60_000;
+  server.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   opts.onCertLoad?.("success", current.info);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

@@ -3,7 +3,7 @@
 import { readFile } from "node:fs/promises";
 import type { Operation } from "fast-json-patch";
 import { request, type Agent } from "node:https";
-import type { TLSSocket } from "node:tls";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
 
 export interface Reply {
   status: number;
@@ -112,4 +112,59 @@ export function plainReview(uid = "plain-1"): Promise<any> {
     r.request.uid = uid;
     r.request.object.metadata.annotations = {};
   });
+}
+
+export interface RawReply {
+  status: number;
+  text: string;
+  /** Milliseconds from opening the connection to the complete reply. */
+  ms: number;
+}
+
+export interface RawConnection {
+  /** Write raw bytes (a request line and headers, part of a body). */
+  write(data: string | Buffer): void;
+  /** The first HTTP reply on this connection, or a rejection when it closes without one. */
+  reply: Promise<RawReply>;
+  /** Resolves when the server has closed the connection. */
+  closed: Promise<void>;
+  destroy(): void;
+}
+
+/** A TLS connection (verified like send()) driven by hand: for stalled and partial requests. */
+export function openRaw(target: Target): Promise<RawConnection> {
+  return new Promise((resolve, reject) => {
+    const t0 = Date.now();
+    const socket = tlsConnect({ host: "127.0.0.1", servername: "localhost", port: target.port, ca: target.ca }, () => {
+      socket.off("error", reject);
+      resolve({ write: (d) => void socket.write(d), reply, closed, destroy: () => socket.destroy() });
+    });
+    socket.once("error", reject);
+    let buf = Buffer.alloc(0);
+    const closed = new Promise<void>((r) => socket.once("close", () => r()));
+    const reply = new Promise<RawReply>((done, fail) => {
+      const parse = (): RawReply | undefined => {
+        const end = buf.indexOf("\r\n\r\n");
+        if (end < 0) return undefined;
+        const head = buf.subarray(0, end).toString("latin1");
+        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? NaN);
+        if (!(buf.length - end - 4 >= length)) return undefined;
+        return { status: Number(head.split(" ")[1]), text: buf.subarray(end + 4, end + 4 + length).toString("utf8"), ms: Date.now() - t0 };
+      };
+      socket.on("data", (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        const r = parse();
+        if (r) done(r);
+      });
+      socket.on("error", () => {}); // a reset after the reply is fine; without one, `close` rejects
+      socket.once("close", () => fail(new Error(`connection closed without a complete reply (${buf.length} bytes read)`)));
+    });
+    reply.catch(() => {});
+  });
+}
+
+/** Request line and headers of a POST whose body is sent (or not) separately. */
+export function postHead(path: string, headers: Record<string, string | number>): string {
+  const lines = Object.entries({ host: "localhost", "content-type": "application/json", ...headers }).map(([k, v]) => `${k}: ${v}`);
+  return `POST ${path} HTTP/1.1\r\n${lines.join("\r\n")}\r\n\r\n`;
 }

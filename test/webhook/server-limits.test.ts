@@ -1,0 +1,126 @@
+// What a slow or flooding caller may cost the webhook: stalled bodies are answered 408
+// at the body deadline, bodies past the shared in-flight budget get 503 at once,
+// connections past the cap are closed, and ordinary reviews are answered meanwhile.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { startWebhook, type RunningWebhook } from "../../src/cli/webhook.js";
+import { sampleValue } from "../../src/webhook/metrics.js";
+import { openRaw, plainReview, postHead, postReview, send, type RawConnection, type Target } from "../support/tls-client.js";
+import { makeCertDir } from "../support/tls-secret.js";
+
+const BODY_TIMEOUT_MS = 1500;
+const MAX_IN_FLIGHT = 1024 * 1024;
+const MAX_CONNECTIONS = 6;
+
+let webhook: RunningWebhook;
+let target: Target;
+const open: RawConnection[] = [];
+
+beforeAll(async () => {
+  const certs = await makeCertDir();
+  webhook = await startWebhook({
+    host: "127.0.0.1",
+    port: 0,
+    certs: certs.dir,
+    generateCerts: false,
+    limits: { bodyTimeoutMs: BODY_TIMEOUT_MS, maxInFlightBytes: MAX_IN_FLIGHT, maxConnections: MAX_CONNECTIONS },
+  });
+  target = { port: webhook.port, ca: certs.bundle.caCert };
+});
+afterEach(async () => {
+  for (const c of open.splice(0)) c.destroy();
+  await new Promise((r) => setTimeout(r, 100)); // let the server see the closes before the next test counts connections
+});
+afterAll(() => webhook?.close(0));
+
+async function stalled(contentLength: number, sent: number): Promise<RawConnection> {
+  const c = await openRaw(target);
+  open.push(c);
+  c.write(postHead("/mutate", { "content-length": contentLength }));
+  if (sent) c.write(Buffer.alloc(sent, 0x20));
+  return c;
+}
+
+const quickReview = async (uid: string) => {
+  const t0 = Date.now();
+  const r = await postReview(target, "/mutate", await plainReview(uid));
+  return { ...r, ms: Date.now() - t0 };
+};
+
+describe("slow bodies", () => {
+  it("answers a stalled body 408 at the body deadline and closes, while an ordinary review is answered at once", async () => {
+    const slow = await stalled(200_000, 100_000);
+    const ok = await quickReview("uid-during-stall");
+    expect(ok.json.response).toEqual({ uid: "uid-during-stall", allowed: true });
+    expect(ok.ms).toBeLessThan(BODY_TIMEOUT_MS);
+    const r = await slow.reply;
+    expect(r.status).toBe(408);
+    expect(JSON.parse(r.text).error).toBe(`the request body did not arrive within ${BODY_TIMEOUT_MS} ms`);
+    expect(r.ms).toBeGreaterThanOrEqual(BODY_TIMEOUT_MS - 50);
+    expect(r.ms).toBeLessThan(BODY_TIMEOUT_MS + 4000);
+    await slow.closed;
+    expect(await sampleValue(webhook.metrics, "cache_io_webhook_reviews_total", { outcome: "error", reason: "body-timeout" })).toBeGreaterThanOrEqual(1);
+  });
+
+  it("answers stalled headers at the deadline too (a request line and no end of headers)", async () => {
+    const c = await openRaw(target);
+    open.push(c);
+    c.write("POST /mutate HTTP/1.1\r\nhost: localhost\r\n");
+    const t0 = Date.now();
+    await c.closed;
+    expect(Date.now() - t0).toBeLessThan(BODY_TIMEOUT_MS + 4000);
+  });
+});
+
+describe("bytes in flight", () => {
+  it("answers 503 at once to a body announced past the budget others are holding, then accepts it once they are gone", async () => {
+    const holder = await stalled(700_000, 10);
+    const t0 = Date.now();
+    const second = await stalled(700_000, 0);
+    const r = await second.reply;
+    expect(r.status).toBe(503);
+    expect(Date.now() - t0).toBeLessThan(BODY_TIMEOUT_MS);
+    expect(JSON.parse(r.text).error).toContain(`buffering ${MAX_IN_FLIGHT} bytes`);
+    expect(JSON.parse(r.text).error).toContain("--max-in-flight-bytes");
+    // Small reviews fit in what is left.
+    expect((await quickReview("uid-beside-holder")).json.response.allowed).toBe(true);
+    holder.destroy();
+    await holder.closed;
+    const body = JSON.stringify(await plainReview("uid-big-after"));
+    const padded = body.slice(0, -1) + " ".repeat(700_000 - body.length) + "}";
+    const after = await send(target, { path: "/mutate", body: padded });
+    expect(after.json.response).toEqual({ uid: "uid-big-after", allowed: true });
+  });
+
+  it("answers 503 to a chunked body that grows past the budget", async () => {
+    const holder = await stalled(700_000, 10);
+    const c = await openRaw(target);
+    open.push(c);
+    c.write(postHead("/mutate", { "transfer-encoding": "chunked" }));
+    const chunk = Buffer.alloc(100_000, 0x20);
+    for (let i = 0; i < 5; i++) c.write(Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from("\r\n")]));
+    const r = await c.reply;
+    expect(r.status).toBe(503);
+    holder.destroy();
+  });
+
+  it("answers 413 to a body announced over the size limit before a byte of it is sent", async () => {
+    const c = await stalled(4 * 1024 * 1024, 0);
+    const r = await c.reply;
+    expect(r.status).toBe(413);
+    expect(r.ms).toBeLessThan(BODY_TIMEOUT_MS);
+    expect(JSON.parse(r.text).error).toBe(`request body exceeds the ${3 * 1024 * 1024}-byte limit`);
+  });
+});
+
+describe("connections", () => {
+  it("closes connections past --max-connections at accept and serves again once some close", async () => {
+    const idle: RawConnection[] = [];
+    for (let i = 0; i < MAX_CONNECTIONS; i++) idle.push(await openRaw(target));
+    open.push(...idle);
+    await expect(openRaw(target).then((c) => (open.push(c), c.reply))).rejects.toThrow();
+    idle[0]!.destroy();
+    await idle[0]!.closed;
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await quickReview("uid-after-cap")).json.response.allowed).toBe(true);
+  });
+});
