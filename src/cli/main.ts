@@ -2,33 +2,85 @@
 // The one binary: `cache-io webhook | cache | inject | certs | prepull | policy`.
 // Each command's module is loaded only when it runs, so `inject` does not pay for
 // the Kubernetes client and `cache` does not load the webhook.
-import { Command, Option } from "commander";
+// Exit codes: 0 success, 1 a denial or failure, 2 a usage error (unknown command or
+// option, a missing or bad option value), so scripts can tell "you called me wrong"
+// from "what you asked for failed".
+import { Command, InvalidArgumentError, Option } from "commander";
 import { IMAGE } from "../deploy/names.js";
+import { LOG_FORMATS, LOG_LEVELS, configureLogging, type LogSettings } from "../shared/log.js";
 import { VERSION } from "../shared/version.js";
 import { addWebhookOptions } from "./webhook-options.js";
+
+const USAGE_EXIT = 2;
 
 const program = new Command("cache-io")
   .description("Node-local cache for large read-only files, wired into pods by a mutating admission webhook")
   .showHelpAfterError()
+  // Before any subcommand is defined, so every one inherits it. Commander has already
+  // printed the error (and help hint); only the exit code is ours.
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : USAGE_EXIT))
   // Without this, `certs install --days N` would hand --days to the parent `certs`.
   .enablePositionalOptions()
   .version(VERSION);
 
+// Option value parsers: a bad value is a usage error (exit 2) with commander's
+// "option '--x <v>' argument 'y' is invalid." prefix. They return the string unchanged,
+// so each command module's own types and checks stay as they are; an empty env var
+// counts as unset.
+function portArg(value: string): string | undefined {
+  if (value === "") return undefined;
+  if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) throw new InvalidArgumentError("Use a port number from 0 to 65535 (0 picks a free port).");
+  return value;
+}
+
+function intArg(flag: string, min: number, max: number, unit = ""): (value: string) => string {
+  return (value) => {
+    if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) throw new InvalidArgumentError(`${flag} "${value}" must be a whole number${unit} from ${min} to ${max}.`);
+    return value;
+  };
+}
+
+function positiveArg(value: string): string {
+  if (!(Number(value) > 0 && Number.isFinite(Number(value)))) throw new InvalidArgumentError("Use a positive number.");
+  return value;
+}
+
+function dnsLabelArg(flag: string): (value: string) => string {
+  return (value) => {
+    if (value.length > 63 || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(value)) throw new InvalidArgumentError(`${flag} "${value}" is not a DNS-1123 label (lowercase letters, digits and '-', at most 63).`);
+    return value;
+  };
+}
+
 const policyOption = () =>
   new Option("-p, --policy <file>", "policy YAML file (hot-reloaded); default: the embedded default policy").env("CACHE_IO_POLICY");
 
-addWebhookOptions(program.command("webhook").description("serve the mutating admission webhook over HTTPS"), policyOption)
-  .action(async (opts) => (await import("./webhook.js")).run(opts));
+/** --log-format and --log-level for the long-running commands; applied by the preAction hook below. */
+function withLogOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option("--log-format <format>", "log lines on stdout: json, or text for people (default: json)").choices(LOG_FORMATS).env("CACHE_IO_LOG_FORMAT"))
+    .addOption(new Option("--log-level <level>", "least severe level logged (default: info)").choices(LOG_LEVELS).env("CACHE_IO_LOG_LEVEL"));
+}
 
-program
+// Before the command's module is imported, so its loggers are built with these settings.
+program.hook("preAction", (_program, action) => {
+  const { logFormat, logLevel } = action.opts<{ logFormat?: LogSettings["format"]; logLevel?: LogSettings["level"] }>();
+  if (logFormat || logLevel) configureLogging({ format: logFormat, level: logLevel });
+});
+
+const webhook = addWebhookOptions(program.command("webhook").description("serve the mutating admission webhook over HTTPS"), policyOption);
+webhook.options.find((o) => o.long === "--port")?.argParser(portArg);
+withLogOptions(webhook).action(async (opts) => (await import("./webhook.js")).run(opts));
+
+const cache = program
   .command("cache")
   .description("run the node cache (the DaemonSet's process)")
   .addOption(policyOption())
   .addOption(new Option("--host <addr>", "address to listen on").default("0.0.0.0").env("CACHE_IO_HOST"))
-  .addOption(new Option("--port <n>", "port; default: the policy's cache.port").env("CACHE_IO_PORT"))
+  .addOption(new Option("--port <n>", "port; default: the policy's cache.port").env("CACHE_IO_PORT").argParser(portArg))
   .addOption(new Option("--root <dir>", "cache root; default: the policy's cache.root").env("CACHE_IO_ROOT"))
-  .addOption(new Option("--node-name <name>", "this node's name, to watch its pods for files in use").env("NODE_NAME"))
-  .action(async (opts) => (await import("./cache.js")).run(opts));
+  .addOption(new Option("--node-name <name>", "this node's name, to watch its pods for files in use").env("NODE_NAME"));
+withLogOptions(cache).action(async (opts) => (await import("./cache.js")).run(opts));
 
 program
   .command("inject")
@@ -44,39 +96,39 @@ const certs = program
   .command("certs")
   .description("generate a CA and a serving cert for the webhook Service, and print the caBundle")
   .option("--out <dir>", "where to write ca.crt, ca.key, tls.crt, tls.key", "certs")
-  .option("--service <name>", "webhook Service name", "cache-io-webhook")
-  .option("--namespace <ns>", "webhook Service namespace", "cache-io")
-  .option("--days <n>", "serving cert validity in days", "365")
+  .option("--service <name>", "webhook Service name", dnsLabelArg("--service"), "cache-io-webhook")
+  .option("--namespace <ns>", "webhook Service namespace", dnsLabelArg("--namespace"), "cache-io")
+  .option("--days <n>", "serving cert validity in days", intArg("--days", 1, 3650, " of days"), "365")
   .action(async (opts) => (await import("./certs.js")).generate(opts));
 
-certs
+const certsInstall = certs
   .command("install")
   .description("in-cluster bootstrap: create or reuse the cert Secret, renew before expiry, patch the webhook's caBundle")
-  .option("--namespace <ns>", "namespace of the Secret and Service", process.env.POD_NAMESPACE ?? "cache-io")
-  .option("--service <name>", "webhook Service name", "cache-io-webhook")
+  .option("--namespace <ns>", "namespace of the Secret and Service", dnsLabelArg("--namespace"), process.env.POD_NAMESPACE ?? "cache-io")
+  .option("--service <name>", "webhook Service name", dnsLabelArg("--service"), "cache-io-webhook")
   .option("--secret <name>", "TLS Secret name", "cache-io-webhook-tls")
   .option("--webhook-config <name>", "MutatingWebhookConfiguration name", "cache-io")
-  .option("--days <n>", "serving cert validity in days", "365")
-  .option("--renew-before <days>", "renew when fewer days remain", "30")
-  .action(async (opts) => (await import("./certs.js")).install(opts));
+  .option("--days <n>", "serving cert validity in days", intArg("--days", 2, 3650, " of days"), "365")
+  .option("--renew-before <days>", "renew when fewer days remain", intArg("--renew-before", 1, 3650, " of days"), "30");
+withLogOptions(certsInstall).action(async (opts) => (await import("./certs.js")).install(opts));
 
 const prepull = program.command("prepull").description("the pre-pull DaemonSet (images as init containers, then pause)");
 prepull
   .command("render")
   .description("print the pre-pull DaemonSet for the policy's image list")
   .addOption(policyOption())
-  .option("--namespace <ns>", "namespace of the DaemonSet", "cache-io")
+  .option("--namespace <ns>", "namespace of the DaemonSet", dnsLabelArg("--namespace"), "cache-io")
   .option("--image <ref>", "the cache-io image (provides the no-op binary)", IMAGE)
   .addOption(new Option("-o, --output <format>", "output format").choices(["yaml", "json"]).default("yaml"))
   .action(async (opts) => (await import("./prepull.js")).render(opts));
-prepull
+const reconcile = prepull
   .command("reconcile")
   .description("keep the pre-pull DaemonSet in sync with the policy (server-side apply)")
   .addOption(policyOption())
-  .option("--namespace <ns>", "namespace of the DaemonSet", process.env.POD_NAMESPACE ?? "cache-io")
+  .option("--namespace <ns>", "namespace of the DaemonSet", dnsLabelArg("--namespace"), process.env.POD_NAMESPACE ?? "cache-io")
   .option("--image <ref>", "the cache-io image (provides the no-op binary)", IMAGE)
-  .option("--once", "apply once and exit instead of following policy changes")
-  .action(async (opts) => (await import("./prepull.js")).reconcile(opts));
+  .option("--once", "apply once and exit instead of following policy changes");
+withLogOptions(reconcile).action(async (opts) => (await import("./prepull.js")).reconcile(opts));
 prepull
   .command("copy-noop")
   .description("copy the static no-op binary into a shared volume (first init container of the DaemonSet)")
@@ -97,8 +149,8 @@ policy
 program
   .command("demo")
   .description("the whole path on one machine: an origin, the node cache, a pod injected, its init command run with curl")
-  .option("--size-mib <n>", "size of the demo file in MiB", "256")
-  .option("--origin-rate-mbps <n>", "origin throttle in MB/s", "60")
+  .option("--size-mib <n>", "size of the demo file in MiB", positiveArg, "256")
+  .option("--origin-rate-mbps <n>", "origin throttle in MB/s", positiveArg, "60")
   .option("--keep", "keep the temporary cache root and print where it is")
   .action(async (opts) => (await import("./demo.js")).run(opts));
 
