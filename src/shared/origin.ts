@@ -12,18 +12,33 @@ export interface OriginRules {
   allowPrivate: string[];
 }
 
-/** Address ranges never fetched unless `allowPrivate` names them. */
-const FORBIDDEN_RANGES = new Set([
-  "unspecified", "broadcast", "multicast", "linkLocal", "loopback", "private",
-  "reserved", "uniqueLocal", "carrierGradeNat", "ipv4Mapped", "rfc6145", "rfc6052",
-  "6to4", "teredo", "benchmarking", "amt", "as112", "as112v6", "orchid2", "droneRemoteIdProtocolEntityTags",
-]);
+/**
+ * Only ordinary public unicast is fetched: every range ipaddr.js names (loopback,
+ * private, link-local, CGNAT, documentation, NAT64, 6to4, multicast, and any it adds
+ * in a later version) is refused unless `allowPrivate` names it.
+ */
+const PUBLIC_RANGE = "unicast";
 
+/** `example.com.` and `example.com` are one name to DNS; compare without the final dot. */
+function bareName(host: string): string {
+  return stripBrackets(host.toLowerCase()).replace(/\.+$/, "");
+}
+
+function sameAddress(a: string, b: string): boolean {
+  try {
+    return ipaddr.parse(a).toNormalizedString() === ipaddr.parse(b).toNormalizedString();
+  } catch {
+    return false;
+  }
+}
+
+/** `host` is a bare name (no brackets, no final dot); IPv6 patterns may be bracketed. */
 function hostMatches(host: string, pattern: string): boolean {
-  const p = pattern.toLowerCase();
+  const p = bareName(pattern);
   if (p === "*") return true;
   if (p.startsWith("*.")) return host.endsWith(p.slice(1)) && host.length > p.length - 1;
-  return host === p;
+  if (p === host) return true;
+  return isIP(p) !== 0 && isIP(host) !== 0 && sameAddress(p, host);
 }
 
 function stripBrackets(host: string): string {
@@ -32,7 +47,7 @@ function stripBrackets(host: string): string {
 
 /** Whether `allowPrivate` names this host or an address inside one of its CIDRs. */
 export function privateAllowed(hostOrIp: string, rules: OriginRules): boolean {
-  const host = stripBrackets(hostOrIp.toLowerCase());
+  const host = bareName(hostOrIp);
   for (const entry of rules.allowPrivate) {
     if (entry.includes("/")) {
       if (!isIP(host)) continue;
@@ -43,21 +58,29 @@ export function privateAllowed(hostOrIp: string, rules: OriginRules): boolean {
       } catch {
         continue;
       }
-    } else if (stripBrackets(entry.toLowerCase()) === host) {
+    } else if (hostMatches(host, entry) && !entry.includes("*")) {
       return true;
     }
   }
   return false;
 }
 
+/** ipaddr.js's name for the address's range; ::/96 (IPv4-compatible, deprecated) it calls unicast. */
+function rangeOf(bare: string): string {
+  const addr = ipaddr.process(bare);
+  const range = addr.range();
+  if (range === PUBLIC_RANGE && addr.kind() === "ipv6" && (addr as ipaddr.IPv6).parts.slice(0, 6).every((p) => p === 0)) return "ipv4Compatible";
+  return range;
+}
+
 /** Why an address may not be fetched, or null when it may. */
 export function forbiddenAddress(ip: string, rules: OriginRules, hostname?: string): string | null {
   const bare = stripBrackets(ip);
   if (!isIP(bare)) return `"${ip}" is not an IP address`;
-  const range = ipaddr.process(bare).range();
-  if (!FORBIDDEN_RANGES.has(range)) return null;
+  const range = rangeOf(bare);
+  if (range === PUBLIC_RANGE) return null;
   if (privateAllowed(bare, rules) || (hostname !== undefined && privateAllowed(hostname, rules))) return null;
-  return `address ${bare} is ${range} (loopback, link-local, metadata and private addresses are refused unless the policy's origins.allowPrivate names them)`;
+  return `address ${bare} is ${range}, not public unicast (loopback, link-local, metadata, private and special-purpose addresses are refused unless the policy's origins.allowPrivate names them)`;
 }
 
 /**
@@ -70,7 +93,7 @@ export function checkOriginUrl(url: URL, rules: OriginRules): string | null {
     return `scheme "${scheme}" is not allowed (allowed: ${rules.schemes.join(", ")})`;
   }
   if (url.username || url.password) return "credentials in the URL are not allowed";
-  const host = stripBrackets(url.hostname.toLowerCase());
+  const host = bareName(url.hostname);
   if (!host) return "the URL has no host";
   if (!rules.allow.some((p) => hostMatches(host, p))) {
     return `host "${host}" is not in the policy's origin allow-list (origins.allow: ${rules.allow.join(", ") || "empty"})`;

@@ -53,6 +53,17 @@ export function strictEncode(value: string): string {
   return encodeURIComponent(value).replace(/[!'()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
 }
 
+/** The node cache's limit on a request's line plus headers (its http server's maxHeaderSize); larger gets 431. */
+export const CACHE_MAX_HEADER_BYTES = 16 * 1024;
+
+/**
+ * Longest URL the webhook admits, counted as it appears in the init container's
+ * request line: strictly percent-encoded (a reserved character or a `%` becomes three).
+ * Half the cache's header limit: the rest is the path, the sha256, the bearer token
+ * (1-2 KB) and curl's own headers.
+ */
+export const MAX_ENCODED_URL_BYTES = CACHE_MAX_HEADER_BYTES / 2;
+
 function query(url: string, sha256?: string): string {
   const q = `url=${strictEncode(url)}`;
   return sha256 ? `${q}&sha256=${sha256}` : q;

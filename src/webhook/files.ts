@@ -1,7 +1,7 @@
 // Parse `cache.io/files` into typed file requests: a newline/comma list of URLs with
 // `#sha256=..&name=..` fragments, or a JSON array of {url, sha256?, name?}. Pure.
 import { checkOriginUrl, type OriginRules } from "../shared/origin.js";
-import { ANNOTATION, cacheKey, normalizeUrl, SHA256_HEX } from "../shared/protocol.js";
+import { ANNOTATION, cacheKey, MAX_ENCODED_URL_BYTES, normalizeUrl, SHA256_HEX, strictEncode } from "../shared/protocol.js";
 import { entryLabel, quote, Refusal } from "./messages.js";
 
 export interface FileRequest {
@@ -21,6 +21,8 @@ interface RawEntry {
   url: string;
   sha256?: string;
   name?: string;
+  /** Cut from a line at a comma: a comma inside a URL ends up here. */
+  commaSplit?: boolean;
 }
 
 export const FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}$/;
@@ -44,12 +46,14 @@ export function parseFiles(value: string, maxFiles: number, origins: OriginRules
 }
 
 function listEntries(value: string): RawEntry[] {
-  return value
-    .split(/[\n,]/)
-    .map((s) => s.trim())
-    .filter((s) => s !== "")
-    .map((text) => ({ text, url: text }));
+  return value.split("\n").flatMap((line) => {
+    const parts = line.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    return parts.map((text) => ({ text, url: text, ...(parts.length > 1 ? { commaSplit: true } : {}) }));
+  });
 }
+
+const COMMA_HINT =
+  ' This entry was cut from a line at a comma: if the comma belongs to a URL, write cache.io/files as a JSON array instead, e.g. [{"url": "https://example.com/a,b.bin"}].';
 
 function jsonEntries(value: string): RawEntry[] {
   let data: unknown;
@@ -85,12 +89,19 @@ function toFile(raw: RawEntry, index: number, origins: OriginRules): FileRequest
   try {
     parsed = new URL(raw.url);
   } catch {
-    throw invalid("is not a URL. Write an absolute http(s) URL such as https://example.com/file.bin.");
+    throw invalid(`is not a URL. Write an absolute http(s) URL such as https://example.com/file.bin.${raw.commaSplit ? COMMA_HINT : ""}`);
   }
   const fragment = parseFragment(parsed.hash, invalid);
   const sha256 = pick("sha256", raw.sha256, fragment.sha256, invalid)?.toLowerCase();
   const explicitName = pick("name", raw.name, fragment.name, invalid);
   const url = normalizeUrl(raw.url);
+  const encoded = strictEncode(url).length;
+  if (encoded > MAX_ENCODED_URL_BYTES) {
+    throw invalid(
+      `the URL is ${encoded} characters once percent-encoded for the node cache's request line (each reserved character or "%" counts 3); ` +
+        `the limit is ${MAX_ENCODED_URL_BYTES}, since the cache refuses longer requests (431). Use a shorter URL, e.g. fewer or shorter query parameters.`,
+    );
+  }
   const originProblem = checkOriginUrl(new URL(url), origins);
   if (originProblem) throw new Refusal("origin-not-allowed", `${where}: ${originProblem}. ${originFix(new URL(url), origins)}`);
   if (sha256 !== undefined && !SHA256_HEX.test(sha256)) {
