@@ -2,9 +2,14 @@
 // metric reason, and a message that says what was wrong and how to fix it.
 export type FailReason =
   | "bad_request" | "policy" | "origin_status" | "network" | "timeout" | "truncated"
-  | "checksum" | "too_large" | "disk_budget" | "io" | "shutdown";
+  | "checksum" | "too_large" | "disk_budget" | "io" | "shutdown" | "busy" | "abandoned" | "not_ready";
 
 export class CacheError extends Error {
+  /** Seconds a client should wait before retrying (sent as Retry-After). */
+  retryAfter: number | undefined;
+  /** The origin's HTTP status, when the origin's answer is the cause. */
+  originStatus: number | undefined;
+
   constructor(
     readonly status: number,
     readonly reason: FailReason,
@@ -23,6 +28,13 @@ export function badRequest(message: string): CacheError {
 
 export function refused(message: string): CacheError {
   return new CacheError(403, "policy", message);
+}
+
+/** 503 with Retry-After: a limit of the cache is reached right now. */
+export function busy(message: string, retryAfter = 5): CacheError {
+  const e = new CacheError(503, "busy", message);
+  e.retryAfter = retryAfter;
+  return e;
 }
 
 /** Any thrown value as a CacheError (unexpected ones become 500 io errors). */

@@ -1,6 +1,8 @@
 // Single-flight fills: one origin fetch per key however many requests wait. Bytes go
-// to a temp file, are counted against the size cap and the budget, hashed, verified
-// (length, sha256 when given) and published atomically; transient errors are retried.
+// to a temp file, are counted against the size cap and the budget (growing as they
+// arrive), hashed, checked against what the waiters asked for and published atomically;
+// transient errors are retried. Fills are capped in all and per origin host, and a fill
+// every waiter has left is abandoned after cache.abandonGrace.
 import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { rm } from "node:fs/promises";
@@ -12,11 +14,16 @@ import type { Policy } from "../policy/schema.js";
 import type { Logger } from "../shared/log.js";
 import { CacheError, asCacheError } from "./errors.js";
 import type { Budget, Reservation } from "./eviction.js";
+import { Slots, fillRefusal } from "./limits.js";
 import type { CacheMetrics } from "./metrics.js";
 import { originGet, statusError, type OriginSettings } from "./origin.js";
+import { redact } from "./redact.js";
 import type { ObjectMeta, Store } from "./store.js";
 
 const MAX_BACKOFF_MS = 30_000;
+/** Room is made this far ahead of the bytes received (never past the announced length). */
+const RESERVE_AHEAD = 16 * 2 ** 20;
+const RETRY_AFTER_S = 5;
 
 export interface FillRequest {
   key: string;
@@ -24,6 +31,8 @@ export interface FillRequest {
   sha256?: string;
   /** The complete entry being revalidated: conditional GET, and kept when the origin cannot answer. */
   previous?: ObjectMeta;
+  /** A policy pre-warm: never abandoned. */
+  prewarm?: boolean;
 }
 
 export interface FillDeps {
@@ -37,29 +46,80 @@ export interface FillDeps {
   retryBaseMs: number;
   /** Record a published or revalidated entry (called before the fill's waiters hear of it). */
   onPublished(meta: ObjectMeta): void;
+  /** The origin says the file is gone (404, 410): drop the cached copy. */
+  onGone(meta: ObjectMeta): Promise<void>;
 }
 
 /** One fill in flight; its progress is what `ensure` shows. */
 export class Fill {
   bytes = 0;
   total: number | undefined;
-  waiters = 0;
   attempt = 0;
+  /** Set when the result is a stale copy served because the origin could not be asked. */
+  stale = false;
   readonly startedAt = Date.now();
   readonly promise: Promise<ObjectMeta>;
+  readonly abandoned = new AbortController();
+  #waiters = 0;
+  #pinned = false;
+  #anyContent = false;
+  readonly #wanted = new Set<string>();
+  #timer: NodeJS.Timeout | undefined;
+  #done = false;
 
   constructor(
     readonly req: FillRequest,
+    private readonly graceMs: () => number,
     run: (fill: Fill) => Promise<ObjectMeta>,
   ) {
+    this.join(req);
     this.promise = run(this);
     this.promise.catch(() => undefined); // waiters handle the error; a fill with none must not crash the process
+    void this.promise
+      .finally(() => {
+        this.#done = true;
+        clearTimeout(this.#timer);
+      })
+      .catch(() => undefined);
+  }
+
+  get waiters(): number {
+    return this.#waiters;
+  }
+
+  /** A request waits for this fill; its sha256 (or none: any content) is one the result may match. */
+  join(req: { sha256?: string; prewarm?: boolean }): void {
+    this.#waiters++;
+    clearTimeout(this.#timer);
+    if (req.sha256) this.#wanted.add(req.sha256);
+    else this.#anyContent = true;
+    if (req.prewarm) this.#pinned = true;
+  }
+
+  /** A waiter went away; with none left, the fill is abandoned after the grace period. */
+  leave(): void {
+    if (--this.#waiters > 0 || this.#pinned || this.#done) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      if (this.#waiters <= 0) this.abandoned.abort();
+    }, this.graceMs());
+    this.#timer.unref();
+  }
+
+  /** Whether content with `sha256` is what some waiter asked for (or one asked for any content). */
+  accepts(sha256: string): boolean {
+    return this.#anyContent || this.#wanted.has(sha256);
+  }
+
+  get wanted(): string[] {
+    return [...this.#wanted];
   }
 }
 
 export class Filler {
   readonly #inflight = new Map<string, Fill>();
   readonly #shutdown = new AbortController();
+  readonly #slots = new Slots();
 
   constructor(private readonly deps: FillDeps) {}
 
@@ -67,15 +127,26 @@ export class Filler {
     return this.#inflight.size;
   }
 
-  /** Start the fill of `req.key`, or join the one in flight; the caller counts as a waiter. */
+  /** Start the fill of `req.key`, or join the one in flight; the caller counts as a waiter. Throws 503 past the caps. */
   join(req: FillRequest): { fill: Fill; joined: boolean } {
     const existing = this.#inflight.get(req.key);
     if (existing) {
-      existing.waiters++;
+      existing.join(req);
       return { fill: existing, joined: true };
     }
-    const fill = new Fill(req, (f) => this.#run(f).finally(() => this.#inflight.delete(req.key)));
-    fill.waiters = 1;
+    const c = this.deps.policy().cache;
+    const host = new URL(req.url).hostname;
+    const slot = this.#slots.acquire(host, { total: c.maxFills, perGroup: c.maxFillsPerHost });
+    if (!("release" in slot)) {
+      this.deps.metrics.downloadsRefused.inc({ reason: slot.reason === "total" ? "max_fills" : "max_fills_per_host" });
+      throw fillRefusal(slot, host, RETRY_AFTER_S);
+    }
+    const fill = new Fill(req, () => this.deps.policy().cache.abandonGrace, (f) =>
+      this.#run(f).finally(() => {
+        this.#inflight.delete(req.key);
+        slot.release();
+      }),
+    );
     this.#inflight.set(req.key, fill);
     return { fill, joined: false };
   }
@@ -88,16 +159,20 @@ export class Filler {
   async #run(fill: Fill): Promise<ObjectMeta> {
     const c = this.deps.policy().cache;
     const timeout = AbortSignal.timeout(c.fillTimeout);
-    const signal = AbortSignal.any([this.#shutdown.signal, timeout]);
-    const log = this.deps.log.child({ key: fill.req.key, url: fill.req.url });
+    const signal = AbortSignal.any([this.#shutdown.signal, timeout, fill.abandoned.signal]);
+    const shown = redact(fill.req.url);
+    const log = this.deps.log.child({ key: fill.req.key, url: shown });
     log.info({ revalidate: !!fill.req.previous }, "fill started");
+    const observe = (result: string) => this.deps.metrics.fillDuration.observe({ result }, (Date.now() - fill.startedAt) / 1000);
     try {
       for (let attempt = 0; ; attempt++) {
         fill.attempt = attempt;
         try {
-          return await this.#attempt(fill, signal, log);
+          const meta = await this.#attempt(fill, signal, log);
+          observe(meta.ino === fill.req.previous?.ino ? "unchanged" : "ok");
+          return meta;
         } catch (e) {
-          const err = this.#why(e, signal, c.fillTimeout, fill.req.url);
+          const err = this.#why(e, fill, signal, c.fillTimeout, shown);
           if (!err.transient || attempt >= c.originRetries || signal.aborted) throw err;
           const delay = Math.min(this.deps.retryBaseMs * 2 ** attempt, MAX_BACKOFF_MS) * (0.8 + 0.4 * Math.random());
           log.warn({ err: err.message, attempt: attempt + 1, retryInMs: Math.round(delay) }, "origin attempt failed; retrying");
@@ -105,20 +180,45 @@ export class Filler {
         }
       }
     } catch (e) {
-      const err = this.#why(e, signal, c.fillTimeout, fill.req.url);
+      const err = this.#why(e, fill, signal, c.fillTimeout, shown);
       this.deps.metrics.fillFailed(err.reason);
       const { previous } = fill.req;
-      if (previous && err.reason !== "shutdown") {
-        log.warn({ err: err.message }, "revalidation failed; serving the cached copy");
-        return previous;
-      }
-      log.error({ err: err.message, status: err.status }, "fill failed");
+      if (previous && err.reason !== "shutdown" && err.reason !== "abandoned") return this.#revalidationFailed(fill, previous, err, log, observe);
+      observe(err.reason);
+      if (err.reason === "abandoned") log.info({ bytes: fill.bytes }, "fill abandoned: every client waiting for it left");
+      else log.error({ err: err.message, status: err.status }, "fill failed");
       throw err;
     }
   }
 
-  #why(e: unknown, signal: AbortSignal, fillTimeout: number, url: string): CacheError {
+  /** The origin could not confirm the cached copy: gone (404, 410) removes it; otherwise it is served while not too stale. */
+  async #revalidationFailed(fill: Fill, previous: ObjectMeta, err: CacheError, log: Logger, observe: (r: string) => void): Promise<ObjectMeta> {
+    const c = this.deps.policy().cache;
+    if (err.originStatus === 404 || err.originStatus === 410) {
+      observe("gone");
+      await this.deps.onGone(previous);
+      log.warn({ status: err.originStatus }, "the origin no longer has the file; removed the cached copy");
+      throw new CacheError(502, "origin_status", `${err.message}; the cached copy was removed`);
+    }
+    const pastDue = Date.now() - Date.parse(previous.validatedAt) - c.revalidateAfter;
+    if (pastDue <= c.maxStale) {
+      observe("stale");
+      fill.stale = true;
+      log.warn({ err: err.message, staleMs: Math.max(0, pastDue) }, "revalidation failed; serving a stale copy");
+      return previous;
+    }
+    observe(err.reason);
+    log.error({ err: err.message, staleMs: pastDue }, "revalidation failed and the cached copy is too stale to serve");
+    throw new CacheError(
+      err.status,
+      err.reason,
+      `${err.message}; the cached copy is not served: it was last confirmed by the origin ${Math.round((pastDue + c.revalidateAfter) / 1000)} s ago, more than cache.revalidateAfter + cache.maxStale`,
+    );
+  }
+
+  #why(e: unknown, fill: Fill, signal: AbortSignal, fillTimeout: number, url: string): CacheError {
     if (this.#shutdown.signal.aborted) return new CacheError(503, "shutdown", "the node cache is shutting down; retry in a moment", true);
+    if (fill.abandoned.signal.aborted) return new CacheError(503, "abandoned", `every client waiting for ${url} left; the fill was abandoned after cache.abandonGrace`);
     if (signal.aborted) return new CacheError(504, "timeout", `fetching ${url} did not finish within ${fillTimeout} ms (cache.fillTimeout)`);
     return asCacheError(e);
   }
@@ -142,7 +242,9 @@ export class Filler {
       this.#checkSize(length ?? 0, r.url);
       fill.total = length;
       fill.bytes = 0;
-      reservation = this.deps.budget.reserve(req.key, length ?? 0);
+      // Room is made as bytes arrive (an announced length is not trusted), but a file that can never fit is refused now.
+      this.deps.budget.checkFits(req.key, length ?? 0);
+      reservation = this.deps.budget.reserve(req.key);
       const sha256 = await this.#receive(fill, r.res, temp, reservation);
       if (length !== undefined && fill.bytes !== length) throw truncated(fill.bytes, length, r.url);
       const meta = await this.#publish(fill, temp, sha256, r.res, reservation);
@@ -161,7 +263,7 @@ export class Filler {
   #checkSize(bytes: number, url: string): void {
     const max = this.deps.policy().cache.maxFileSize;
     if (bytes > max) {
-      throw new CacheError(413, "too_large", `${url} is larger than the cache's size cap (${bytes > 0 ? `at least ${bytes}` : "?"} > ${max} bytes, cache.maxFileSize); raise cache.maxFileSize or use a smaller file`);
+      throw new CacheError(413, "too_large", `${redact(url)} is larger than the cache's size cap (${bytes > 0 ? `at least ${bytes}` : "?"} > ${max} bytes, cache.maxFileSize); raise cache.maxFileSize or use a smaller file`);
     }
   }
 
@@ -173,7 +275,7 @@ export class Filler {
         try {
           fill.bytes += chunk.length;
           this.#checkSize(fill.bytes, fill.req.url);
-          reservation.grow(fill.bytes);
+          if (fill.bytes > reservation.bytes) reservation.grow(fill.bytes, Math.min(fill.bytes + RESERVE_AHEAD, fill.total ?? Infinity));
         } catch (err) {
           return done(err as Error);
         }
@@ -188,8 +290,10 @@ export class Filler {
 
   async #publish(fill: Fill, temp: string, sha256: string, res: IncomingMessage, reservation: Reservation): Promise<ObjectMeta> {
     const { req } = fill;
-    if (req.sha256 && sha256 !== req.sha256) {
-      throw new CacheError(502, "checksum", `${req.url} has sha256 ${sha256}, not the ${req.sha256} that was asked for; nothing was stored. Fix the #sha256= of this file in cache.io/files, or the file at the origin`);
+    // The bytes decide: kept when some waiter asked for this sha256 or for any content; each waiter is checked on its own.
+    if (!fill.accepts(sha256)) {
+      const asked = fill.wanted.join(" or ");
+      throw new CacheError(502, "checksum", `${redact(req.url)} has sha256 ${sha256}, not the ${asked} that was asked for; nothing was stored. Fix the #sha256= of this file in cache.io/files, or the file at the origin`);
     }
     const now = new Date().toISOString();
     if (req.previous?.sha256 === sha256) {
@@ -233,9 +337,9 @@ function bodyError(e: unknown, fill: Fill, url: string): CacheError {
     return new CacheError(500, "io", `cannot write the cache's temp file: ${err.message}`);
   }
   if (fill.total !== undefined && fill.bytes < fill.total) return truncated(fill.bytes, fill.total, url);
-  return new CacheError(502, "network", `the download of ${url} broke off after ${fill.bytes} bytes: ${err.message}`, true);
+  return new CacheError(502, "network", `the download of ${redact(url)} broke off after ${fill.bytes} bytes: ${err.message}`, true);
 }
 
 function truncated(got: number, want: number, url: string): CacheError {
-  return new CacheError(502, "truncated", `origin closed the connection after ${got} of ${want} bytes of ${url}`, true);
+  return new CacheError(502, "truncated", `origin closed the connection after ${got} of ${want} bytes of ${redact(url)}`, true);
 }

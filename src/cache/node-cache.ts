@@ -1,6 +1,7 @@
 // The node cache's core: the index of complete files, whether a request is a hit or
-// must wait for a fill (cold, due for revalidation, other sha256), and the wiring of
-// store, fills, budget, in-use tracking and metrics; startup scan and pre-warm.
+// must wait for a fill (cold, due for revalidation, other sha256, changed on disk), and
+// the wiring of store, fills, budget, in-use tracking, limits and metrics; startup scan,
+// pre-warm, and eviction when a reloaded policy shrinks the budget.
 import type { KubeConfig } from "@kubernetes/client-node";
 import { mkdir } from "node:fs/promises";
 import { cacheOriginRules } from "../policy/load.js";
@@ -12,26 +13,34 @@ import { CacheError } from "./errors.js";
 import { Budget } from "./eviction.js";
 import { Fill, Filler } from "./fill.js";
 import { InUse } from "./in-use.js";
+import { Slots, downloadRefusal } from "./limits.js";
 import { CacheMetrics } from "./metrics.js";
 import type { Resolver } from "./origin.js";
+import { redact } from "./redact.js";
 import type { ObjectRequest } from "./request.js";
 import { Store, type ObjectMeta } from "./store.js";
 
 const DEFAULT_RETRY_BASE_MS = 1000;
 const WRITABLE_CHECK_MS = 5000;
+const POLICY_CHECK_MS = 1000;
+const RETRY_AFTER_S = 5;
 
 export interface NodeCacheOptions {
   root: string;
   /** The policy in force (read on every use: it hot-reloads). */
   policy(): Policy;
+  /** Why the policy file could not be loaded (non-empty: not ready, file requests get 503). */
+  policyErrors?(): string[];
   /** This node's name; with `kubeConfig`, pods of this node are watched for files in use. */
   nodeName?: string;
   kubeConfig?: KubeConfig | null;
   /** Name resolution for origins (tests make names resolve to chosen addresses). */
   resolve?: Resolver;
   retryBaseMs?: number;
-  /** How long a requested key counts as in use. */
+  /** How long a requested key counts as in use (default: the policy's cache.recentUseWindow). */
   recentUseMs?: number;
+  /** How often a changed policy is looked for (budget shrink). */
+  policyCheckMs?: number;
   log?: Logger;
 }
 
@@ -43,19 +52,26 @@ export class NodeCache {
   readonly budget: Budget;
   readonly inUse: InUse;
   readonly filler: Filler;
+  readonly downloads = new Slots();
   readonly log: Logger;
   #index = new Map<string, ObjectMeta>();
+  #verifying = new Map<string, Promise<boolean>>();
   #scanned = false;
   #writable = { ok: false, at: 0 };
+  #policyTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: NodeCacheOptions) {
     const policy = opts.policy;
     this.log = opts.log ?? logger("cache");
     this.store = new Store(opts.root);
-    this.inUse = new InUse([opts.root, policy().cache.root], opts.recentUseMs ?? policy().cache.recentUseWindow);
+    const windowMs = () => opts.recentUseMs ?? policy().cache.recentUseWindow;
+    this.inUse = new InUse([opts.root, policy().cache.root], { windowMs, maxKeys: () => policy().cache.recentUseMaxKeys });
     this.budget = new Budget({
       limit: () => policy().cache.diskBudget,
-      inUse: (k) => this.inUse.has(k),
+      mounted: (k) => this.inUse.mounted(k),
+      recent: (k) => this.inUse.recent(k),
+      recentShare: () => policy().cache.recentUseShare,
+      recentWindow: () => `${Math.round(windowMs() / 1000)}s (cache.recentUseWindow)`,
       blocked: () => this.inUse.blocked(),
       evict: (k) => this.#evict(k),
     });
@@ -79,12 +95,24 @@ export class NodeCache {
       }),
       retryBaseMs: opts.retryBaseMs ?? DEFAULT_RETRY_BASE_MS,
       onPublished: (meta) => this.#record(meta),
+      onGone: (meta) => this.#drop(meta.key),
     });
+  }
+
+  /** The policy in force. */
+  policy(): Policy {
+    return this.opts.policy();
   }
 
   /** Origin rules of the policy in force (the union of every namespace's allow-list). */
   rules(): OriginRules {
     return cacheOriginRules(this.opts.policy());
+  }
+
+  /** Why file requests cannot be served now (an invalid policy at start), or null. */
+  policyProblem(): string | null {
+    const errors = this.opts.policyErrors?.() ?? [];
+    return errors.length ? `the policy file is invalid, so the node cache serves no files until it is fixed: ${errors.join("; ")}` : null;
   }
 
   /** Scan the root (keep complete files, drop the rest), start the pod watch, pre-warm in the background. */
@@ -104,16 +132,20 @@ export class NodeCache {
       this.log.info({ recentUseMs: this.opts.recentUseMs ?? this.opts.policy().cache.recentUseWindow }, "no pod watch (needs --node-name and a cluster config): files count as in use while recently requested");
     }
     this.budget.trim();
+    this.#watchPolicy();
     void this.#prewarm();
   }
 
   stop(): void {
+    clearInterval(this.#policyTimer);
     this.filler.stop();
     this.inUse.stop();
   }
 
-  /** Ready: the startup scan is done and the root is writable. */
+  /** Ready: a valid policy, the startup scan is done and the root is writable. */
   async ready(): Promise<{ ok: boolean; why: string }> {
+    const problem = this.policyProblem();
+    if (problem) return { ok: false, why: problem };
     if (!this.#scanned) return { ok: false, why: "the startup scan of the cache root is not done" };
     if (Date.now() - this.#writable.at > WRITABLE_CHECK_MS) this.#writable = { ok: await this.store.writable(), at: Date.now() };
     return this.#writable.ok ? { ok: true, why: "" } : { ok: false, why: `the cache root ${this.opts.root} is not writable` };
@@ -123,8 +155,27 @@ export class NodeCache {
     return this.#index.get(key);
   }
 
-  /** A complete fresh file for the request, or the fill to wait for (the caller is one of its waiters). */
-  acquire(req: ObjectRequest): Acquired {
+  /** A download slot for `client` (503 past cache.maxDownloads / maxDownloadsPerClient); call the result to free it. */
+  downloadSlot(client: string): () => void {
+    const c = this.opts.policy().cache;
+    const slot = this.downloads.acquire(client, { total: c.maxDownloads, perGroup: c.maxDownloadsPerClient });
+    if ("release" in slot) return slot.release;
+    this.metrics.downloadsRefused.inc({ reason: slot.reason === "total" ? "max_downloads" : "max_downloads_per_client" });
+    throw downloadRefusal(slot, client, RETRY_AFTER_S);
+  }
+
+  /**
+   * A complete fresh file whose bytes on disk are still the recorded ones, or the fill to
+   * wait for (the caller is one of its waiters and must `leave()` it).
+   */
+  async acquire(req: ObjectRequest): Promise<Acquired> {
+    for (let tries = 0; ; tries++) {
+      const a = this.#acquire(req);
+      if (!("meta" in a) || (await this.#intact(a.meta)) || tries >= 2) return a;
+    }
+  }
+
+  #acquire(req: ObjectRequest): Acquired {
     this.inUse.touch(req.key);
     const meta = this.#index.get(req.key);
     const shaOk = !!meta && (!req.sha256 || req.sha256 === meta.sha256);
@@ -133,29 +184,38 @@ export class NodeCache {
       this.metrics.hits.inc();
       return { meta };
     }
-    const r = this.filler.join(meta && shaOk ? { ...req, previous: meta } : req);
+    let r: { fill: Fill; joined: boolean };
+    try {
+      r = this.filler.join(meta && shaOk ? { ...req, previous: meta } : req);
+    } catch (err) {
+      // At the fill caps, a due revalidation waits: the copy in hand is served meanwhile.
+      if (!(meta && shaOk && err instanceof CacheError && err.reason === "busy")) throw err;
+      this.metrics.hits.inc();
+      return { meta };
+    }
     this.metrics.misses.inc();
     if (r.joined) this.metrics.coalesced.inc();
     return r;
   }
 
   /** The outcome of a fill for one waiter: the file, or why not (also when it has another sha256 than asked). */
-  async settle(fill: Fill, req: ObjectRequest): Promise<ObjectMeta> {
-    const meta = await fill.promise;
+  async settle(fill: Fill, req: ObjectRequest, gone?: AbortSignal): Promise<ObjectMeta> {
+    const meta = await (gone ? untilAborted(fill.promise, gone) : fill.promise);
     if (req.sha256 && meta.sha256 !== req.sha256) {
-      throw new CacheError(502, "checksum", `${req.url} has sha256 ${meta.sha256}, not the ${req.sha256} that was asked for. Fix the #sha256= of this file in cache.io/files, or the file at the origin`);
+      throw new CacheError(502, "checksum", `${redact(req.url)} has sha256 ${meta.sha256}, not the ${req.sha256} that was asked for. Fix the #sha256= of this file in cache.io/files, or the file at the origin`);
     }
+    if (fill.stale) this.metrics.staleServed.inc();
     return meta;
   }
 
-  /** Wait for a complete file (filling it if needed); the wait ends with the fill, which fillTimeout bounds. */
-  async complete(req: ObjectRequest): Promise<ObjectMeta> {
-    const a = this.acquire(req);
+  /** Wait for a complete file (filling it if needed); the wait ends with the fill (fillTimeout bounds it) or when `gone` aborts. */
+  async complete(req: ObjectRequest & { prewarm?: boolean }, gone?: AbortSignal): Promise<ObjectMeta> {
+    const a = await this.acquire(req);
     if ("meta" in a) return a.meta;
     try {
-      return await this.settle(a.fill, req);
+      return await this.settle(a.fill, req, gone);
     } finally {
-      a.fill.waiters--;
+      a.fill.leave();
     }
   }
 
@@ -163,10 +223,48 @@ export class NodeCache {
     return Date.now() - Date.parse(meta.validatedAt) >= this.opts.policy().cache.revalidateAfter;
   }
 
+  /**
+   * Whether `data` is still the file that was verified: same inode, size, ctime and mtime,
+   * else its sha256 is checked again (once per key at a time). A changed file is dropped.
+   */
+  async #intact(meta: ObjectMeta): Promise<boolean> {
+    const id = await this.store.identity(meta.key);
+    if (id && id.ino === meta.ino && id.size === meta.size && meta.ctimeNs && id.ctimeNs === meta.ctimeNs && id.mtimeNs === meta.mtimeNs) return true;
+    let check = this.#verifying.get(meta.key);
+    if (!check) {
+      check = this.#reverify(meta).finally(() => this.#verifying.delete(meta.key));
+      this.#verifying.set(meta.key, check);
+    }
+    return check;
+  }
+
+  async #reverify(meta: ObjectMeta): Promise<boolean> {
+    const id = await this.store.identity(meta.key);
+    const sha256 = id && id.ino === meta.ino && id.size === meta.size ? await this.store.hashData(meta.key).catch(() => null) : null;
+    const after = await this.store.identity(meta.key);
+    if (sha256 === meta.sha256 && after?.ctimeNs === id?.ctimeNs && after?.mtimeNs === id?.mtimeNs) {
+      const updated: ObjectMeta = { ...meta, ...after };
+      await this.store.writeMeta(updated);
+      if (this.#index.get(meta.key) === meta) this.#index.set(meta.key, updated);
+      this.log.info({ key: meta.key }, meta.ctimeNs ? "cached file was touched on disk; its sha256 still matches" : "cached file verified (meta without change times)");
+      return true;
+    }
+    this.log.warn({ key: meta.key, url: redact(meta.url), sha256, want: meta.sha256 }, "cached file was modified on disk; dropped it (the next request fetches it again)");
+    await this.#drop(meta.key);
+    return false;
+  }
+
   #record(meta: ObjectMeta): void {
     this.#index.set(meta.key, meta);
     this.budget.touch(meta.key);
     this.budget.trim();
+  }
+
+  /** Forget and remove an entry that must not be served (changed on disk, gone at the origin). */
+  async #drop(key: string): Promise<void> {
+    this.#index.delete(key);
+    this.budget.delete(key);
+    await this.store.remove(key).catch((err: Error) => this.log.error({ key, err: err.message }, "failed to remove a dropped file"));
   }
 
   #evict(key: string): void {
@@ -176,17 +274,42 @@ export class NodeCache {
     this.store.remove(key).catch((err: Error) => this.log.error({ key, err: err.message }, "eviction failed to remove files"));
   }
 
+  /** A reloaded policy that shrinks the budget evicts down to it. */
+  #watchPolicy(): void {
+    let seen = this.opts.policy();
+    this.#policyTimer = setInterval(() => {
+      const now = this.opts.policy();
+      if (now === seen) return;
+      const before = seen.cache.diskBudget;
+      seen = now;
+      if (now.cache.diskBudget >= before) return;
+      const evicted = this.budget.trim();
+      this.log.info({ diskBudget: now.cache.diskBudget, was: before, evicted: evicted.length, used: this.budget.used() }, "disk budget shrank; evicted down to it");
+    }, this.opts.policyCheckMs ?? POLICY_CHECK_MS);
+    this.#policyTimer.unref();
+  }
+
   async #prewarm(): Promise<void> {
     for (const raw of this.opts.policy().cache.prewarm) {
       try {
         const url = normalizeUrl(raw);
         const why = checkOriginUrl(new URL(url), this.rules());
         if (why) throw new CacheError(403, "policy", why);
-        const meta = await this.complete({ key: cacheKey(url), url });
-        this.log.info({ url, bytes: meta.size }, "pre-warmed");
+        const meta = await this.complete({ key: cacheKey(url), url, prewarm: true });
+        this.log.info({ url: redact(url), bytes: meta.size }, "pre-warmed");
       } catch (err) {
-        this.log.warn({ url: raw, err: (err as Error).message }, "pre-warm failed");
+        this.log.warn({ url: redact(raw), err: (err as Error).message }, "pre-warm failed");
       }
     }
   }
+}
+
+/** `p`, or a rejection as soon as `signal` aborts (the caller stops waiting; `p` goes on). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new CacheError(499, "bad_request", "the client went away"));
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(new CacheError(499, "bad_request", "the client went away"));
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }

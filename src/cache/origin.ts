@@ -7,6 +7,7 @@ import https from "node:https";
 import type { LookupFunction } from "node:net";
 import { checkOriginUrl, forbiddenAddress, type OriginRules } from "../shared/origin.js";
 import { CacheError, refused } from "./errors.js";
+import { redact } from "./redact.js";
 
 export const MAX_REDIRECTS = 5;
 const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
@@ -50,14 +51,14 @@ export async function originGet(
     const why = checkOriginUrl(url, s.rules);
     if (why) {
       s.observe?.("refused");
-      throw refused(hop === 0 ? `origin ${url.href} refused: ${why}` : `redirect to ${url.href} refused: ${why}`);
+      throw refused(hop === 0 ? `origin ${redact(url)} refused: ${why}` : `redirect to ${redact(url)} refused: ${why}`);
     }
     const r = await requestOnce(url, s, headers, signal);
     const location = r.res.headers.location;
     if (!REDIRECT_STATUS.has(r.res.statusCode ?? 0) || !location) return r;
     r.res.resume();
     if (hop >= MAX_REDIRECTS) {
-      throw new CacheError(502, "origin_status", `origin redirected more than ${MAX_REDIRECTS} times (last hop: ${url.href}); give the final URL in cache.io/files`);
+      throw new CacheError(502, "origin_status", `origin redirected more than ${MAX_REDIRECTS} times (last hop: ${redact(url)}); give the final URL in cache.io/files`);
     }
     url = new URL(location, url);
   }
@@ -125,11 +126,11 @@ const TRANSIENT_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDO
 
 function classify(err: Error, url: URL): CacheError {
   if (err instanceof CacheError) return err;
-  if (err.name === "AbortError") return new CacheError(504, "timeout", `fetching ${url.href} was aborted: ${err.message}`);
+  if (err.name === "AbortError") return new CacheError(504, "timeout", `fetching ${redact(url)} was aborted: ${err.message}`);
   const code = (err as NodeJS.ErrnoException).code ?? "";
   if (code === "ENOTFOUND") return new CacheError(502, "network", `origin host "${url.hostname}" does not resolve (check the URL in cache.io/files)`);
   const transient = TRANSIENT_CODES.has(code) || !code;
-  return new CacheError(502, "network", `cannot fetch ${url.href}: ${err.message}${code ? ` (${code})` : ""}`, transient);
+  return new CacheError(502, "network", `cannot fetch ${redact(url)}: ${err.message}${code ? ` (${code})` : ""}`, transient);
 }
 
 function resultOf(status: number): string {
@@ -144,5 +145,7 @@ export function statusError(status: number, url: string): CacheError {
   const text = http.STATUS_CODES[status] ?? "";
   const transient = status >= 500 || status === 408 || status === 429;
   const hint = transient ? "" : ": check the URL in cache.io/files and that the origin serves it";
-  return new CacheError(502, "origin_status", `origin answered ${status} ${text} for ${url}${hint}`, transient);
+  const e = new CacheError(502, "origin_status", `origin answered ${status} ${text} for ${redact(url)}${hint}`, transient);
+  e.originStatus = status;
+  return e;
 }

@@ -1,5 +1,7 @@
 // GET|HEAD /v1/objects/<key>: a cached file's bytes, streamed from disk with
 // backpressure (never buffered whole), with ETag, Last-Modified, Range and 304s.
+// Each download holds a slot (cache.maxDownloads, per client), a few buffers no bigger
+// than what it sends, and is cut when its client takes nothing for cache.sendTimeout.
 import type { FileHandle } from "node:fs/promises";
 import { open } from "node:fs/promises";
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
@@ -9,7 +11,7 @@ import type { ObjectRequest } from "./request.js";
 import type { ObjectMeta } from "./store.js";
 
 const READ_CHUNK = 1 << 20;
-/** Buffers in flight per download: bounds memory (backpressure) and is reused, so serving allocates nothing per chunk. */
+/** Buffers per download at most: reused, so serving allocates nothing per chunk. */
 const RING = 4;
 
 type Range = [start: number, end: number] | "unsatisfiable" | null;
@@ -42,22 +44,26 @@ function rangeApplies(req: IncomingMessage, etag: string, lastModified: string):
 }
 
 /** Open the file's current `data` and the meta that describes that very inode. */
-async function openCurrent(cache: NodeCache, params: ObjectRequest): Promise<{ fh: FileHandle; meta: ObjectMeta }> {
+async function openCurrent(cache: NodeCache, params: ObjectRequest, gone: AbortSignal): Promise<{ fh: FileHandle; meta: ObjectMeta }> {
   for (let tries = 0; tries < 3; tries++) {
-    const meta = await cache.complete(params);
+    const meta = await cache.complete(params, gone);
     const fh = await open(cache.store.dataPath(params.key), "r").catch(() => null);
     if (!fh) continue; // evicted or replaced in between: ask again
-    const ino = (await fh.stat({ bigint: true })).ino.toString();
+    const st = await fh.stat({ bigint: true });
+    const ino = st.ino.toString();
     const now = cache.current(params.key);
-    if (ino === meta.ino) return { fh, meta };
-    if (now?.ino === ino) return { fh, meta: now };
+    const m = ino === meta.ino ? meta : now?.ino === ino ? now : undefined;
+    if (m && Number(st.size) === m.size) return { fh, meta: m };
     await fh.close();
   }
   throw new CacheError(503, "io", "the file changed on disk while it was being opened; retry");
 }
 
 export async function serveObject(cache: NodeCache, req: IncomingMessage, res: ServerResponse, params: ObjectRequest): Promise<void> {
-  const { fh, meta } = await openCurrent(cache, params);
+  const gone = new AbortController();
+  res.once("close", () => gone.abort());
+  const { fh, meta } = await openCurrent(cache, params, gone.signal);
+  let release: (() => void) | undefined;
   try {
     const etag = `"${meta.sha256}"`;
     const lastModified = new Date(meta.lastModified ?? meta.fetchedAt).toUTCString();
@@ -74,35 +80,91 @@ export async function serveObject(cache: NodeCache, req: IncomingMessage, res: S
     const [start, end] = range ?? [0, meta.size - 1];
     if (range) headers["content-range"] = `bytes ${start}-${end}/${meta.size}`;
     headers["content-length"] = end - start + 1;
+    if (req.method === "HEAD" || end < start) return void res.writeHead(range ? 206 : 200, headers).end();
+    release = cache.downloadSlot(req.socket.remoteAddress ?? "unknown");
     res.writeHead(range ? 206 : 200, headers);
-    if (req.method === "HEAD" || end < start) return void res.end();
-    const sent = await sendRange(fh, res, start, end);
+    const sent = await sendRange(fh, res, start, end, cache.policy().cache.sendTimeout);
     cache.metrics.servedBytes.inc(sent);
-    res.end();
+    if (sent === end - start + 1) res.end();
+    else if (!res.destroyed) {
+      cache.log.info({ key: params.key, sent, of: end - start + 1, client: req.socket.remoteAddress }, "download cut: the client took no bytes for cache.sendTimeout");
+      res.destroy();
+    }
   } finally {
+    release?.();
     await fh.close();
   }
 }
 
 /**
- * Copy bytes start..end of the file to the response through a small ring of reused
- * buffers: a buffer is read into again only after the socket took its previous bytes.
- * (Allocating a fresh buffer per chunk, as a read stream does, makes V8 collect garbage
- * for external memory pressure constantly and costs more than twice the CPU.)
+ * Copy bytes start..end of the file to the response through a few reused buffers (at
+ * most RING, each no bigger than the bytes to send): a buffer is read into again only
+ * after the socket took its previous bytes, and while the socket pushes back (a slow
+ * client) the idle buffers are let go, so a stalled download holds about one chunk.
+ * Resolves with the bytes handed to the socket: fewer when the client went away or
+ * took nothing for `sendTimeoutMs`. (Allocating a fresh buffer per chunk, as a read
+ * stream does, makes V8 collect garbage for external memory pressure constantly and
+ * costs more than twice the CPU.)
  */
-async function sendRange(fh: FileHandle, res: ServerResponse, start: number, end: number): Promise<number> {
-  const ring = Array.from({ length: RING }, () => Buffer.allocUnsafeSlow(READ_CHUNK));
-  const written: Promise<boolean>[] = [];
-  const gone = new Promise<boolean>((resolve) => res.once("close", () => resolve(false)));
-  let pos = start;
-  for (let i = 0; pos <= end; i = (i + 1) % RING) {
-    if (!(await Promise.race([written[i] ?? true, gone])) || res.destroyed) return pos - start;
-    const buf = ring[i]!;
-    const { bytesRead } = await fh.read(buf, 0, Math.min(READ_CHUNK, end - pos + 1), pos);
-    if (bytesRead === 0) throw new CacheError(500, "io", "the cached file is shorter than its metadata says");
-    written[i] = new Promise((resolve) => res.write(buf.subarray(0, bytesRead), (err) => resolve(!err)));
-    pos += bytesRead;
+export async function sendRange(fh: FileHandle, res: ServerResponse, start: number, end: number, sendTimeoutMs: number): Promise<number> {
+  const chunk = Math.max(1, Math.min(READ_CHUNK, end - start + 1));
+  const free: Buffer[] = [];
+  let allocated = 0;
+  let pending = 0;
+  let wake: (() => void) | undefined;
+  const progress = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  res.on("drain", progress);
+  res.once("close", progress);
+  /** Wait for a write to complete or drain; false when the client is gone or took nothing for the timeout. */
+  const waitProgress = (): Promise<boolean> =>
+    new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        wake = undefined;
+        resolve(false);
+      }, sendTimeoutMs);
+      wake = () => {
+        clearTimeout(timer);
+        resolve(!res.destroyed);
+      };
+    });
+  try {
+    let pos = start;
+    while (pos <= end) {
+      if (res.destroyed) return pos - start;
+      let buf = free.pop();
+      if (!buf && allocated < RING) {
+        buf = Buffer.allocUnsafeSlow(chunk);
+        allocated++;
+      }
+      if (!buf) {
+        if (!(await waitProgress())) return pos - start;
+        continue;
+      }
+      const { bytesRead } = await fh.read(buf, 0, Math.min(chunk, end - pos + 1), pos);
+      if (bytesRead === 0) throw new CacheError(500, "io", "the cached file is shorter than its metadata says");
+      const b = buf;
+      pending++;
+      res.write(b.subarray(0, bytesRead), () => {
+        pending--;
+        free.push(b);
+        progress();
+      });
+      pos += bytesRead;
+      if (res.writableNeedDrain) {
+        // A slow client: keep only the buffers in flight until it takes bytes again.
+        allocated -= free.length;
+        free.length = 0;
+        if (!(await waitProgress())) return pos - start - res.writableLength;
+      }
+    }
+    while (pending > 0) if (!(await waitProgress())) return pos - start - res.writableLength;
+    return pos - start;
+  } finally {
+    res.off("drain", progress);
+    res.off("close", progress);
   }
-  await Promise.race([Promise.all(written), gone]);
-  return pos - start;
 }

@@ -1,5 +1,7 @@
 // The node cache's HTTP endpoints on node:http: /v1/ensure (progress text while a fill
-// runs), /v1/objects (the bytes), /healthz, /readyz, /metrics.
+// runs), /v1/objects (the bytes), /healthz, /readyz, /metrics; and the server's own
+// limits (header and request timeouts, header size, connections) that bound what idle
+// or slow clients can hold.
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CacheError, asCacheError } from "./errors.js";
@@ -14,7 +16,18 @@ export interface ServerOptions {
   /** How long ensure waits before committing to 200 + progress, so fast failures get a real status. */
   ensureGraceMs?: number;
   progressIntervalMs?: number;
+  /** Open connections at most (each ensure waiter holds one); more are closed at once. */
+  maxConnections?: number;
 }
+
+/** Connection-level bounds: a request must arrive quickly and be small; idle keep-alive ends. */
+export const SERVER_LIMITS = {
+  headersTimeout: 10_000,
+  requestTimeout: 30_000,
+  keepAliveTimeout: 30_000,
+  maxHeaderSize: 16 * 1024,
+  maxConnections: 4096,
+};
 
 const TEXT = { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store", "x-content-type-options": "nosniff" };
 const ROUTE = /^\/v1\/(ensure|objects)\/(.*)$/;
@@ -22,10 +35,13 @@ const ROUTE = /^\/v1\/(ensure|objects)\/(.*)$/;
 const progressStreams = new WeakSet<ServerResponse>();
 
 export function createCacheServer(cache: NodeCache, opts: ServerOptions = {}): http.Server {
-  const o = { ensureGraceMs: opts.ensureGraceMs ?? 1000, progressIntervalMs: opts.progressIntervalMs ?? 2000 };
-  return http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
+  const o = { ensureGraceMs: opts.ensureGraceMs ?? 1000, progressIntervalMs: opts.progressIntervalMs ?? 2000, maxConnections: opts.maxConnections ?? SERVER_LIMITS.maxConnections };
+  const { headersTimeout, requestTimeout, keepAliveTimeout, maxHeaderSize } = SERVER_LIMITS;
+  const server = http.createServer({ keepAliveTimeout, headersTimeout, requestTimeout, maxHeaderSize }, (req, res) => {
     handle(cache, req, res, o).catch((err: unknown) => fail(res, asCacheError(err)));
   });
+  server.maxConnections = o.maxConnections;
+  return server;
 }
 
 async function handle(cache: NodeCache, req: IncomingMessage, res: ServerResponse, o: Required<ServerOptions>): Promise<void> {
@@ -36,6 +52,8 @@ async function handle(cache: NodeCache, req: IncomingMessage, res: ServerRespons
     if (req.method !== "GET" && (isEnsure || req.method !== "HEAD")) {
       throw new CacheError(405, "bad_request", `${req.method} is not allowed on ${path.slice(0, 12)}...: use GET${isEnsure ? "" : " or HEAD"}`);
     }
+    const problem = cache.policyProblem();
+    if (problem) throw Object.assign(new CacheError(503, "not_ready", problem), { retryAfter: 10 });
     const params = parseObjectRequest(m[2] ?? "", query, cache.rules());
     return isEnsure ? ensure(cache, res, params, o) : serveObject(cache, req, res, params);
   }
@@ -51,8 +69,8 @@ async function handle(cache: NodeCache, req: IncomingMessage, res: ServerRespons
   throw new CacheError(404, "bad_request", `no such endpoint ${JSON.stringify(path.slice(0, 100))} (endpoints: /v1/ensure/<key>, /v1/objects/<key>, /healthz, /readyz, /metrics)`);
 }
 
-function text(res: ServerResponse, status: number, body: string): void {
-  res.writeHead(status, TEXT).end(body);
+function text(res: ServerResponse, status: number, body: string, extra: Record<string, string> = {}): void {
+  res.writeHead(status, { ...TEXT, ...extra }).end(body);
 }
 
 /**
@@ -60,7 +78,7 @@ function text(res: ServerResponse, status: number, body: string): void {
  * the client fails (a text response first gets an `error:` line for the log).
  */
 function fail(res: ServerResponse, err: CacheError): void {
-  if (!res.headersSent) return text(res, err.status, errorLine(err.message));
+  if (!res.headersSent) return text(res, err.status, errorLine(err.message), err.retryAfter ? { "retry-after": String(err.retryAfter) } : {});
   if (res.destroyed) return;
   if (!progressStreams.has(res)) return void res.destroy();
   res.write(errorLine(err.message), () => res.destroy());
@@ -75,26 +93,35 @@ type Outcome = { meta: ObjectMeta } | { err: CacheError };
  * line every interval and `done ...` at the end, or `error: ...` and a cut stream.
  */
 async function ensure(cache: NodeCache, res: ServerResponse, params: ObjectRequest, o: Required<ServerOptions>): Promise<void> {
-  const a = cache.acquire(params);
-  if ("meta" in a) return text(res, 200, cachedLine(a.meta));
+  const a = await cache.acquire(params);
+  if ("meta" in a) {
+    cache.metrics.ensuredBytes.inc(a.meta.size);
+    return text(res, 200, cachedLine(a.meta));
+  }
   const { fill } = a;
-  res.once("close", () => fill.waiters--);
-  const outcome: Promise<Outcome> = cache.settle(fill, params).then((meta) => ({ meta }), (e: unknown) => ({ err: asCacheError(e) }));
+  const gone = new AbortController();
+  res.once("close", () => {
+    gone.abort();
+    fill.leave();
+  });
+  const outcome: Promise<Outcome> = cache.settle(fill, params, gone.signal).then((meta) => ({ meta }), (e: unknown) => ({ err: asCacheError(e) }));
   const early = await Promise.race([outcome, sleep(o.ensureGraceMs).then(() => null)]);
-  if (early) return finish(res, early, fill);
+  if (early) return finish(cache, res, early, fill);
+  if (res.destroyed) return;
   res.writeHead(200, TEXT);
   progressStreams.add(res);
   res.write(startLine(fill));
   const timer = setInterval(() => res.write(progressLine(fill)), o.progressIntervalMs);
   try {
-    finish(res, await outcome, fill);
+    finish(cache, res, await outcome, fill);
   } finally {
     clearInterval(timer);
   }
 }
 
-function finish(res: ServerResponse, outcome: Outcome, fill: Fill): void {
+function finish(cache: NodeCache, res: ServerResponse, outcome: Outcome, fill: Fill): void {
   if ("err" in outcome) return fail(res, outcome.err);
+  cache.metrics.ensuredBytes.inc(outcome.meta.size);
   if (!res.headersSent) res.writeHead(200, TEXT);
   res.end(doneLine(outcome.meta, fill.startedAt));
 }

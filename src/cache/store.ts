@@ -1,7 +1,7 @@
 // The cache's disk layout: `<root>/objects/<key>/data` (what pods mount) with
 // `meta.json` beside it, temp files in `<root>/tmp/` (same filesystem, so rename is
 // atomic); publishing (fsync, rename, fsync dir) and the startup scan.
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import type { Dirent } from "node:fs";
 import { lstat, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -22,7 +22,13 @@ export interface ObjectMeta {
   validatedAt: string;
   /** Inode of `data` when this meta was written: a `data` and a `meta.json` belong together only if it matches. */
   ino: string;
+  /** ctime and mtime of `data` (ns) when it was published or last verified: a change means someone wrote into it. Absent in older metas. */
+  ctimeNs?: string;
+  mtimeNs?: string;
 }
+
+/** What identifies the bytes of a `data` file on disk without reading them. */
+export type DataIdentity = Pick<ObjectMeta, "ino" | "size" | "ctimeNs" | "mtimeNs">;
 
 export interface ScanResult {
   entries: ObjectMeta[];
@@ -70,22 +76,55 @@ export class Store {
    * file, never a partial one; a crash in between leaves a mismatch the scan removes.
    */
   async publish(tempFile: string, meta: Omit<ObjectMeta, "ino">): Promise<ObjectMeta> {
-    await fsync(tempFile);
-    const full: ObjectMeta = { ...meta, ino: (await stat(tempFile, { bigint: true })).ino.toString() };
+    await this.sync(tempFile);
+    const ino = (await stat(tempFile, { bigint: true })).ino.toString();
     const dir = this.dir(meta.key);
     await mkdir(dir, { recursive: true, mode: 0o755 });
+    await this.move(tempFile, this.dataPath(meta.key));
+    // rename(2) changes the inode's ctime: the identity recorded is the one after it.
+    const id = await this.identity(meta.key);
+    if (id?.ino !== ino) throw new Error(`${this.dataPath(meta.key)} was replaced while it was being published`);
+    const full: ObjectMeta = { ...meta, ...id, size: meta.size };
     const metaTemp = await this.#writeTemp(meta.key, full);
-    await renameOverDir(tempFile, this.dataPath(meta.key));
     await rename(metaTemp, join(dir, META_FILE));
-    await fsync(dir);
+    await this.sync(dir);
     return full;
+  }
+
+  /** Inode, size, ctime and mtime of the key's `data` now, or null when there is no regular file. */
+  async identity(key: string): Promise<DataIdentity | null> {
+    const st = await lstat(this.dataPath(key), { bigint: true }).catch(() => null);
+    if (!st?.isFile()) return null;
+    return { ino: st.ino.toString(), size: Number(st.size), ctimeNs: st.ctimeNs.toString(), mtimeNs: st.mtimeNs.toString() };
+  }
+
+  /** The sha256 of the key's `data` as it is on disk now. */
+  async hashData(key: string): Promise<string> {
+    const hash = createHash("sha256");
+    const fh = await open(this.dataPath(key), "r");
+    try {
+      for await (const chunk of fh.createReadStream({ highWaterMark: 1 << 20, autoClose: false })) hash.update(chunk as Buffer);
+    } finally {
+      await fh.close();
+    }
+    return hash.digest("hex");
+  }
+
+  /** fsync a file or directory (an instance method so tests can observe the order of sync and rename). */
+  sync(path: string): Promise<void> {
+    return fsync(path);
+  }
+
+  /** rename(2) into place, first removing an empty directory in the way (a kubelet subPath of a missing file). */
+  move(from: string, to: string): Promise<void> {
+    return renameOverDir(from, to);
   }
 
   /** Rewrite the meta of the current `data` atomically (after a revalidation). */
   async writeMeta(meta: ObjectMeta): Promise<void> {
     const metaTemp = await this.#writeTemp(meta.key, meta);
     await rename(metaTemp, join(this.dir(meta.key), META_FILE));
-    await fsync(this.dir(meta.key));
+    await this.sync(this.dir(meta.key));
   }
 
   /** Remove an entry (eviction). Pods that hold `data` open or bind-mounted keep the inode. */
@@ -143,7 +182,7 @@ export class Store {
   async #writeTemp(key: string, meta: ObjectMeta): Promise<string> {
     const path = this.tempPath(key, "meta");
     await writeFile(path, JSON.stringify(meta), { mode: 0o644 });
-    await fsync(path);
+    await this.sync(path);
     return path;
   }
 }
@@ -174,7 +213,8 @@ function parseMeta(text: string, key: string): ObjectMeta {
   const m = JSON.parse(text) as Partial<ObjectMeta>;
   const ok =
     m.key === key && typeof m.url === "string" && Number.isSafeInteger(m.size) && typeof m.sha256 === "string" &&
-    SHA256_HEX.test(m.sha256) && typeof m.ino === "string" && typeof m.fetchedAt === "string" && typeof m.validatedAt === "string";
+    SHA256_HEX.test(m.sha256) && typeof m.ino === "string" && typeof m.fetchedAt === "string" && typeof m.validatedAt === "string" &&
+    (m.ctimeNs === undefined || typeof m.ctimeNs === "string") && (m.mtimeNs === undefined || typeof m.mtimeNs === "string");
   if (!ok) throw new Error(`invalid ${META_FILE} for ${key}`);
   return m as ObjectMeta;
 }

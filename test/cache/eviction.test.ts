@@ -3,7 +3,7 @@
 // served here by a local HTTP stand-in of the Kubernetes API (it answers only requests
 // whose fieldSelector is spec.nodeName=<this node>), and from recent requests.
 import { KubeConfig } from "@kubernetes/client-node";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -105,7 +105,7 @@ afterAll(async () => {
   for (const r of roots) rmSync(r, { recursive: true, force: true });
 });
 
-async function newCache(extra: { kubeConfig?: KubeConfig; recentUseMs?: number }): Promise<RunningCache> {
+async function newCache(extra: { kubeConfig?: KubeConfig; recentUseMs?: number; policy?: () => Policy; policyCheckMs?: number }): Promise<RunningCache> {
   const root = mkdtempSync(join(tmpdir(), "cache-evict-"));
   roots.push(root);
   const c = await startCache({ root, host: "127.0.0.1", port: 0, policy: () => POLICY, nodeName: NODE, ...extra });
@@ -153,7 +153,7 @@ describe("disk budget", () => {
       await expect.poll(() => c.cache.inUse.has(cacheKey(url("h")))).toBe(true);
       const refused = await fill(c, "a");
       expect(refused.status).toBe(507);
-      expect(refused.body.toString()).toMatch(/disk budget exceeded: .* 3 file\(s\) \(3145728 bytes\) are in use by pods on this node and cannot be evicted; raise cache\.diskBudget/);
+      expect(refused.body.toString()).toMatch(/disk budget exceeded: .* 3 file\(s\) \(3145728 bytes\) are mounted by running pods on this node; raise cache\.diskBudget/);
       expect(stored(c, "a")).toBe(false);
 
       api.event("DELETED", "early", [cacheKey(url("e"))]); // the pod ended: e may go now
@@ -168,12 +168,109 @@ describe("disk budget", () => {
     }
   });
 
-  it("counts recently requested files as in use when there is no pod watch", async () => {
-    const c = await newCache({ recentUseMs: 60_000 });
+  it("lets recent requests protect at most cache.recentUseShare of the budget: past it the least recently requested are evicted", async () => {
+    const c = await newCache({ recentUseMs: 60_000 }); // share 0.5 of 3 MiB: one 1 MiB file
+    for (const n of ["a", "b", "c"]) expect((await fill(c, n)).status).toBe(200);
+    expect((await fill(c, "d")).status).toBe(200);
+    await sleep(50);
+    expect(["a", "b", "c", "d"].map((n) => stored(c, n))).toEqual([false, true, true, true]);
+  });
+
+  it("refuses with 507 naming what protects the files when recent requests hold the whole share", async () => {
+    const policy = policyOf(`origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {diskBudget: 3Mi, recentUseShare: 1}`);
+    const c = await newCache({ recentUseMs: 60_000, policy: () => policy });
     for (const n of ["a", "b", "c"]) expect((await fill(c, n)).status).toBe(200);
     const r = await fill(c, "d");
     expect(r.status).toBe(507);
-    expect(r.body.toString()).toContain("3 file(s) (3145728 bytes) are in use");
+    expect(r.body.toString()).toContain(
+      "nothing more can be evicted: 3 file(s) (3145728 bytes) were requested in the last 60s (cache.recentUseWindow), which protects files up to cache.recentUseShare=1 of the budget; raise cache.diskBudget",
+    );
     expect(["a", "b", "c", "d"].map((n) => stored(c, n))).toEqual([true, true, true, false]);
+  });
+
+  it("remembers at most cache.recentUseMaxKeys recent requests; forgotten ones are evictable", async () => {
+    const policy = policyOf(`origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {diskBudget: 3Mi, recentUseShare: 1, recentUseMaxKeys: 2}`);
+    const c = await newCache({ recentUseMs: 60_000, policy: () => policy });
+    for (const n of ["a", "b", "c"]) expect((await fill(c, n)).status).toBe(200);
+    expect(c.cache.inUse.recentKeys).toBe(2);
+    expect((await fill(c, "d")).status).toBe(200);
+    await sleep(50);
+    expect(["a", "b", "c", "d"].map((n) => stored(c, n))).toEqual([false, true, true, true]);
+    expect(c.cache.inUse.recentKeys).toBe(2);
+  });
+
+  it("evicts for the bytes that arrive, not for the Content-Length the origin announces", async () => {
+    const policy = policyOf(`origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {diskBudget: 3Mi, originRetries: 0}`);
+    const c = await newCache({ recentUseMs: 0, policy: () => policy });
+    for (const n of ["a", "b", "c"]) expect((await fill(c, n)).status).toBe(200);
+    origin.put("/liar.bin", pseudoRandom(100_000, 99));
+    origin.cue("/liar.bin", { announce: 3 * MIB }); // announces 3 MiB, sends 100 kB, closes
+    const r = await fill(c, "liar");
+    expect(r.status).toBe(502);
+    expect(r.body.toString()).toContain("origin closed the connection after 100000 of 3145728 bytes");
+    await sleep(50);
+    expect(["a", "b", "c"].map((n) => stored(c, n))).toEqual([false, true, true]); // room for 100 kB: one file
+    expect(c.cache.budget.used()).toBe(2 * MIB);
+  });
+
+  it("refuses at once (507, nothing evicted) a file whose announced length can never fit", async () => {
+    const c = await newCache({ recentUseMs: 0 });
+    for (const n of ["a", "b", "c"]) expect((await fill(c, n)).status).toBe(200);
+    origin.put("/big.bin", pseudoRandom(100_000, 98));
+    origin.cue("/big.bin", { announce: 4 * MIB });
+    const r = await fill(c, "big");
+    expect(r.status).toBe(507);
+    expect(r.body.toString()).toContain(`this file needs ${4 * MIB} more bytes`);
+    expect(["a", "b", "c"].map((n) => stored(c, n))).toEqual([true, true, true]);
+  });
+
+  it("refuses an origin without Content-Length that grows past what can be freed, and stores nothing", async () => {
+    const policy = policyOf(`origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {diskBudget: 3Mi, recentUseShare: 1, originRetries: 0}`);
+    const c = await newCache({ recentUseMs: 60_000, policy: () => policy });
+    for (const n of ["a", "b"]) expect((await fill(c, n)).status).toBe(200);
+    origin.put("/unsized.bin", pseudoRandom(2 * MIB, 97));
+    origin.cue("/unsized.bin", { noLength: true });
+    const r = await fill(c, "unsized");
+    expect(r.status).toBe(507);
+    expect(r.body.toString()).toContain("disk budget exceeded");
+    expect(stored(c, "unsized")).toBe(false);
+    expect(["a", "b"].map((n) => stored(c, n))).toEqual([true, true]);
+    expect(readdirSync(join(c.cache.store.root, "tmp"))).toEqual([]);
+    expect(c.cache.budget.used()).toBe(2 * MIB);
+  });
+
+  it("evicts nothing until the pod watch has synced", async () => {
+    const api = createServer((_req, res) => void res.writeHead(500, { "content-type": "application/json" }).end('{"kind":"Status","code":500,"message":"etcd unavailable"}'));
+    api.listen(0, "127.0.0.1");
+    await new Promise((r) => api.once("listening", r));
+    try {
+      const kc = new KubeConfig();
+      const port = (api.address() as AddressInfo).port;
+      kc.loadFromOptions({
+        clusters: [{ name: "down", server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
+        users: [{ name: "cache" }],
+        contexts: [{ name: "down", cluster: "down", user: "cache" }],
+        currentContext: "down",
+      });
+      const c = await newCache({ recentUseMs: 0, kubeConfig: kc });
+      for (const n of ["a", "b", "c"]) expect((await fill(c, n)).status).toBe(200);
+      const r = await fill(c, "d");
+      expect(r.status).toBe(507);
+      expect(r.body.toString()).toContain("nothing can be evicted until the watch of this node's pods has synced");
+      expect(["a", "b", "c", "d"].map((n) => stored(c, n))).toEqual([true, true, true, false]);
+    } finally {
+      api.closeAllConnections();
+      api.close();
+    }
+  });
+
+  it("evicts down to a budget that a reloaded policy shrank", async () => {
+    let policy = POLICY;
+    const c = await newCache({ recentUseMs: 0, policy: () => policy, policyCheckMs: 50 });
+    for (const n of ["a", "b", "c"]) expect((await fill(c, n)).status).toBe(200);
+    policy = policyOf(`origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {diskBudget: 1Mi, root: ${HOST_ROOT}}`);
+    await expect.poll(() => c.cache.budget.used(), { timeout: 5000 }).toBe(MIB);
+    await sleep(50);
+    expect(["a", "b", "c"].map((n) => stored(c, n))).toEqual([false, false, true]);
   });
 });

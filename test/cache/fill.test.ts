@@ -3,6 +3,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCache, type RunningCache } from "../../src/cache/index.js";
 import { parsePolicy } from "../../src/policy/load.js";
@@ -82,6 +83,25 @@ describe("single flight", () => {
       expect(r.status).toBe(200);
       expect(sha256Hex(r.body)).toBe(sha256);
     }
+  });
+});
+
+describe("waiters with their own sha256", () => {
+  it("lets a waiter with the right sha256 get the file although the fill was started by a request with a wrong one", async () => {
+    const content = pseudoRandom(3 * 2 ** 20, 14);
+    const { sha256 } = origin.put("/poisoned.bin", content);
+    origin.rateFor.set("/poisoned.bin", 2 * 2 ** 20); // ~1.5 s
+    const url = origin.url("/poisoned.bin");
+    const bogus = ensure(url, "f".repeat(64));
+    await sleep(300);
+    const victim = await ensure(url, sha256);
+    const attacker = await bogus;
+    expect(victim.status).toBe(200);
+    expect(victim.body.toString()).toMatch(new RegExp(`done poisoned\\.bin ${content.length} bytes .* sha256=${sha256}\\n$`));
+    expect(attacker.body.toString()).toContain(`has sha256 ${sha256}, not the ${"f".repeat(64)} that was asked for`);
+    expect(attacker.complete).toBe(false); // it had committed to 200 with progress: the stream is cut
+    expect(origin.gets("/poisoned.bin")).toBe(1);
+    expect(readFileSync(join(root, "objects", cacheKey(url), "data")).equals(content)).toBe(true);
   });
 });
 
@@ -241,13 +261,15 @@ describe("resolved addresses", () => {
     "metadata.example.test": "169.254.169.254",
     "inside.example.test": "127.0.0.1",
   };
+  /** Names with several addresses: the first one allowed (127.0.0.2, by CIDR), a later one forbidden. */
+  const several: Record<string, string[]> = { "mixed.example.test": ["127.0.0.2", "169.254.169.254"] };
 
   beforeAll(async () => {
     strictRoot = mkdtempSync(join(tmpdir(), "cache-strict-"));
     // The names are allowed; the loopback and link-local addresses they resolve to are not
     // (except inside.example.test, which allowPrivate names: the control case).
-    const policy = policyOf(`origins: {allow: ["*.example.test"], allowPrivate: ["inside.example.test"]}\ncache: {originRetries: 0, fillTimeout: 1500ms}`);
-    const resolve = async (host: string) => [{ address: resolveTo[host] ?? "192.0.2.1", family: 4 }];
+    const policy = policyOf(`origins: {allow: ["*.example.test"], allowPrivate: ["inside.example.test", "127.0.0.2/32"]}\ncache: {originRetries: 0, fillTimeout: 1500ms}`);
+    const resolve = async (host: string) => (several[host] ?? [resolveTo[host] ?? "192.0.2.1"]).map((address) => ({ address, family: 4 }));
     strict = await startCache({ root: strictRoot, host: "127.0.0.1", port: 0, policy: () => policy, resolve });
   });
 
@@ -267,6 +289,15 @@ describe("resolved addresses", () => {
     expect(r.body.toString()).toContain(`origin host "${host}" resolves to ${address}: address ${address} is ${range}`);
     expect(origin.stats.gets).toBe(gets);
     expect(existsSync(join(strictRoot, "objects", cacheKey(url), "data"))).toBe(false);
+  });
+
+  it("refuses a name that resolves to several addresses when any one of them is forbidden", async () => {
+    const gets = origin.stats.gets;
+    const url = `http://mixed.example.test:${origin.port}/target.bin`;
+    const r = await fetchRaw(strict.url + ensurePath(cacheKey(url), url));
+    expect(r.status).toBe(403);
+    expect(r.body.toString()).toContain('origin host "mixed.example.test" resolves to 169.254.169.254: address 169.254.169.254 is linkLocal');
+    expect(origin.stats.gets).toBe(gets);
   });
 
   it("bounds every wait by fillTimeout (504)", async () => {

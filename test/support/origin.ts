@@ -22,6 +22,10 @@ export interface Cue {
   /** Send nothing (not even headers) for this long; or, with `stallAfter`, stop after that many body bytes. */
   stallMs?: number;
   stallAfter?: number;
+  /** Announce this Content-Length instead of the file's (sending the file's bytes, or fewer with a cut cue). */
+  announce?: number;
+  /** Send no Content-Length (a chunked body of unannounced length). */
+  noLength?: boolean;
   /** How many GETs this cue applies to (default 1). */
   times?: number;
 }
@@ -134,7 +138,8 @@ export async function startOrigin(opts: { rate?: number; host?: string } = {}): 
       origin.stats.notModified++;
       return void res.writeHead(304, validators).end();
     }
-    res.writeHead(200, { ...validators, "content-length": file.size, "content-type": "application/octet-stream", "accept-ranges": "none" });
+    const length = cue?.noLength ? {} : { "content-length": cue?.announce ?? file.size };
+    res.writeHead(200, { ...validators, ...length, "content-type": "application/octet-stream", "accept-ranges": "none" });
     if (!isGet) return void res.end();
     await send(res, file, cue, origin.rateFor.get(path) ?? origin.rate);
   }
@@ -160,7 +165,7 @@ export async function startOrigin(opts: { rate?: number; host?: string } = {}): 
     }
     if (sent < file.size && cue?.resetAfter !== undefined) return void res.socket?.resetAndDestroy();
     if (sent < file.size && cue?.stallAfter !== undefined) return void (await sleep(cue.stallMs ?? 3_600_000), res.destroy());
-    if (sent < file.size) return void res.socket?.end();
+    if (sent < file.size || (cue?.announce ?? 0) > sent) return void res.socket?.end();
     res.end();
   }
 

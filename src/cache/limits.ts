@@ -1,0 +1,65 @@
+// Counting caps for what hostile callers can hold at once: downloads (in all and per
+// client address) and fills (in all and per origin host). A refused slot is a 503 with
+// Retry-After whose message names the policy field to raise.
+import { busy, type CacheError } from "./errors.js";
+
+export interface SlotLimits {
+  /** The cap in all (read each time: the policy hot-reloads). */
+  total: number;
+  /** The cap per group (client address, origin host). */
+  perGroup: number;
+}
+
+export interface Refusal {
+  /** The metric label: which cap was hit. */
+  reason: "total" | "per_group";
+  count: number;
+  limit: number;
+}
+
+/** A counter of slots in all and per group; `acquire` returns a release function or why not. */
+export class Slots {
+  #total = 0;
+  readonly #groups = new Map<string, number>();
+
+  get inUse(): number {
+    return this.#total;
+  }
+
+  held(group: string): number {
+    return this.#groups.get(group) ?? 0;
+  }
+
+  acquire(group: string, limits: SlotLimits): { release: () => void } | Refusal {
+    if (this.#total >= limits.total) return { reason: "total", count: this.#total, limit: limits.total };
+    const n = this.held(group);
+    if (n >= limits.perGroup) return { reason: "per_group", count: n, limit: limits.perGroup };
+    this.#total++;
+    this.#groups.set(group, n + 1);
+    let held = true;
+    return {
+      release: () => {
+        if (!held) return;
+        held = false;
+        this.#total--;
+        const left = this.held(group) - 1;
+        if (left > 0) this.#groups.set(group, left);
+        else this.#groups.delete(group);
+      },
+    };
+  }
+}
+
+/** The 503 for a refused download. */
+export function downloadRefusal(r: Refusal, client: string, retryAfter: number): CacheError {
+  return r.reason === "total"
+    ? busy(`the node cache is serving ${r.count} downloads, its limit (cache.maxDownloads=${r.limit}); retry in ${retryAfter}s, or raise cache.maxDownloads`, retryAfter)
+    : busy(`client ${client} already has ${r.count} downloads running, the limit per client address (cache.maxDownloadsPerClient=${r.limit}); finish those first, or raise cache.maxDownloadsPerClient`, retryAfter);
+}
+
+/** The 503 for a refused fill. */
+export function fillRefusal(r: Refusal, host: string, retryAfter: number): CacheError {
+  return r.reason === "total"
+    ? busy(`the node cache has ${r.count} origin fills in flight, its limit (cache.maxFills=${r.limit}); retry in ${retryAfter}s, or raise cache.maxFills`, retryAfter)
+    : busy(`the node cache has ${r.count} fills in flight from origin host ${host}, the limit per host (cache.maxFillsPerHost=${r.limit}); retry in ${retryAfter}s, or raise cache.maxFillsPerHost`, retryAfter);
+}
