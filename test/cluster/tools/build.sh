@@ -33,6 +33,19 @@ k8s_ldflags() {
   echo "-X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=$major -X k8s.io/client-go/pkg/version.gitMinor=$minor"
 }
 
+# kwok's own stage definitions (node init + lease heartbeat, the general pod lifecycle),
+# taken from the pinned module, as one config file beside the binary.
+kwok_stages() {
+  local dir; dir=$(cd "$here/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+  local s=$dir/kustomize/stage out="$bin/kwok-stages.yaml"
+  for f in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
+    pod/general/pod-create pod/general/pod-init-container-running pod/general/pod-init-container-completed \
+    pod/general/pod-ready pod/general/pod-complete pod/general/pod-delete; do
+    echo "---"; cat "$s/$f.yaml"
+  done > "$out.tmp"
+  mv "$out.tmp" "$out"
+}
+
 targets=("$@")
 ((${#targets[@]})) || targets=(kubernetes etcd kwok helm actionlint)
 for t in "${targets[@]}"; do
@@ -42,7 +55,7 @@ for t in "${targets[@]}"; do
         build "$c" kubernetes "k8s.io/kubernetes/cmd/$c" "$(k8s_ldflags | tr '\n' ' ')"
       done ;;
     etcd) build etcd etcd go.etcd.io/etcd/server/v3 ;;
-    kwok) build kwok kwok sigs.k8s.io/kwok/cmd/kwok ;;
+    kwok) build kwok kwok sigs.k8s.io/kwok/cmd/kwok; kwok_stages ;;
     helm) build helm helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" ;;
     actionlint) build actionlint actionlint github.com/rhysd/actionlint/cmd/actionlint ;;
     *) echo "unknown target: $t" >&2; exit 2 ;;
