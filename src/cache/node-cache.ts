@@ -112,7 +112,7 @@ export class NodeCache {
   /** Why file requests cannot be served now (an invalid policy at start), or null. */
   policyProblem(): string | null {
     const errors = this.opts.policyErrors?.() ?? [];
-    return errors.length ? `the policy file is invalid, so the node cache serves no files until it is fixed: ${errors.join("; ")}` : null;
+    return errors.length ? `the policy file is invalid, so the node cache serves no files until it is fixed: ${errors.join("; ").replace(/\s*\n\s*/g, " ")}` : null;
   }
 
   /** Scan the root (keep complete files, drop the rest), start the pod watch, pre-warm in the background. */

@@ -1,9 +1,10 @@
 // `cache-io cache`: run the node cache (the DaemonSet's process) until SIGTERM. The
-// start log line carries the real port (`--port 0` picks a free one).
+// start log line carries the real port (`--port 0` picks a free one). A policy file that
+// is invalid at start leaves the cache running NOT READY until the file is fixed.
 import { resolve } from "node:path";
 import { clusterConfig } from "../cache/in-use.js";
 import { startCache } from "../cache/index.js";
-import { PolicyStore } from "../policy/store.js";
+import { CachePolicySource } from "../cache/policy-source.js";
 import { logger } from "../shared/log.js";
 
 export interface CacheCliOptions {
@@ -22,23 +23,29 @@ function parsePort(value: string): number {
 
 export async function run(opts: CacheCliOptions): Promise<void> {
   const log = logger("cache");
-  const store = opts.policy
-    ? PolicyStore.fromFile(opts.policy, {
-        onReload: () => log.info({ policy: opts.policy }, "policy reloaded"),
-        onError: (errors) => log.error({ policy: opts.policy, errors }, "policy edit rejected; the last good policy stays in force"),
-      })
-    : PolicyStore.fromDefault();
-  store.watch();
-  const policy = store.current();
-  const port = opts.port === undefined ? policy.cache.port : parsePort(opts.port);
-  const host = opts.host ?? "0.0.0.0";
+  const port = opts.port === undefined ? undefined : parsePort(opts.port);
+  const source = new CachePolicySource(opts.policy, log, Number(process.env.CACHE_IO_POLICY_POLL_MS) || 2000);
+  // root and port are read once: from the flags, else the policy (the embedded default's while the file is invalid).
+  const policy = source.current();
   const root = resolve(opts.root ?? policy.cache.root);
+  const host = opts.host ?? "0.0.0.0";
   const kubeConfig = opts.nodeName ? await clusterConfig() : null;
-  const running = await startCache({ root, host, port, nodeName: opts.nodeName, kubeConfig, policy: () => store.current(), log });
-  log.info({ host, port: running.port, root, nodeName: opts.nodeName, podWatch: !!kubeConfig }, "cache listening");
+  const running = await startCache({
+    root,
+    host,
+    port: port ?? policy.cache.port,
+    nodeName: opts.nodeName,
+    kubeConfig,
+    policy: () => source.current(),
+    policyErrors: () => source.errors(),
+    log,
+  });
+  source.observe({ onLoad: (errors) => running.cache.metrics.policyLoaded(errors) });
+  const ready = source.errors().length ? "not ready: invalid policy" : "ready";
+  log.info({ host, port: running.port, root, nodeName: opts.nodeName, podWatch: !!kubeConfig, state: ready }, "cache listening");
   const shutdown = (signal: string) => {
     log.info({ signal }, "shutting down");
-    store.stop();
+    source.stop();
     running.close().then(
       () => process.exit(0),
       () => process.exit(1),

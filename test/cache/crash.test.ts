@@ -1,17 +1,16 @@
 // Crash safety and the startup scan: a cache process killed with SIGKILL in the middle
 // of a fill never serves the partial file, and after a restart the temp file is gone
 // and the next request completes; stale and orphaned entries are cleaned at start.
-import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCache } from "../../src/cache/index.js";
 import { parsePolicy } from "../../src/policy/load.js";
 import { cacheKey, objectPath } from "../../src/shared/protocol.js";
 import { fetchRaw, pseudoRandom, sha256Hex, startOrigin, type Origin } from "../support/origin.js";
+import { killAll, spawnCache as spawnCacheProcess, type CacheProcess } from "./spawn-cache.js";
 
 const POLICY_YAML = `origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\n`;
 let origin: Origin;
@@ -24,22 +23,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await killAll(); // also when a test failed before it stopped its process
   await origin?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** `cache-io cache --port 0` as the DaemonSet runs it; resolves with the port from its start log line. */
-async function spawnCache(root: string): Promise<{ proc: ChildProcess; url: string }> {
-  const args = ["dist/cli/main.js", "cache", "--host", "127.0.0.1", "--port", "0", "--root", root, "--policy", join(dir, "policy.yaml")];
-  const proc = spawn(process.execPath, args, { env: { ...process.env, LOG_LEVEL: "info" }, stdio: ["ignore", "pipe", "inherit"] });
-  for await (const line of createInterface({ input: proc.stdout! })) {
-    const log = JSON.parse(line) as { msg: string; port?: number };
-    if (log.msg === "cache listening") {
-      proc.stdout!.resume();
-      return { proc, url: `http://127.0.0.1:${log.port}` };
-    }
-  }
-  throw new Error("the cache exited before it listened");
+function spawnCache(root: string): Promise<CacheProcess> {
+  return spawnCacheProcess(["--root", root, "--policy", join(dir, "policy.yaml")]);
 }
 
 describe("kill -9 in the middle of a fill", () => {
@@ -58,8 +48,9 @@ describe("kill -9 in the middle of a fill", () => {
     expect(temps).toHaveLength(1);
     expect(existsSync(join(root, "objects", key, "data"))).toBe(false);
 
+    const firstExit = once(first.proc, "exit");
     first.proc.kill("SIGKILL");
-    await once(first.proc, "exit");
+    await firstExit;
     const answer = await waiting;
     expect(answer instanceof Error || !answer.complete || answer.status !== 200).toBe(true);
     const partial = statSync(join(root, "tmp", temps[0]!)).size;
