@@ -33,12 +33,12 @@ export function injectText(text: string, policy: Policy, opts: Omit<InjectOption
   let ok = true;
   for (const site of docs.flatMap(podSites)) {
     const d = decide(site.pod, policy, { namespace: site.namespace ?? opts.namespace, copyOnly: opts.copyOnly ?? false });
+    stderr.push(...d.warnings.map((w) => `${site.owner}: warning: ${w}`));
     if (d.action === "deny") {
       ok = false;
       stderr.push(`${site.owner}: denied: ${d.message}`);
       continue;
     }
-    stderr.push(...d.warnings.map((w) => `${site.owner}: warning: ${w}`));
     if (d.action === "mutate") site.replace(d.pod);
   }
   return { ok, stdout: ok ? render(docs, opts.output ?? format) : "", stderr };

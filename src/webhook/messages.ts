@@ -6,7 +6,7 @@ import type { V1Pod } from "@kubernetes/client-node";
 export type ReasonCode =
   | "not-annotated" | "opted-out" | "already-injected" | "not-a-pod" | "not-create"
   | "injected" | "invalid-annotation" | "origin-not-allowed" | "too-many-files"
-  | "reserved-name" | "unknown-container" | "mount-conflict" | "invalid-pod";
+  | "reserved-name" | "unknown-container" | "mount-conflict" | "invalid-pod" | "windows-pod";
 
 /** A pod the webhook will not inject; `message` says what is wrong and how to fix it. */
 export class Refusal extends Error {

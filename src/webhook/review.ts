@@ -67,7 +67,11 @@ export function review(body: unknown, policy: Policy, opts: { copyOnly: boolean 
     case "deny":
       return {
         httpStatus: 200,
-        body: respond(req.uid, { allowed: false, status: { code: 403, reason: "Forbidden", message: decision.message } }),
+        body: respond(req.uid, {
+          allowed: false,
+          status: { code: 403, reason: "Forbidden", message: decision.message },
+          ...(decision.warnings.length ? { warnings: decision.warnings } : {}),
+        }),
         outcome: "denied",
         reason: decision.reason,
       };

@@ -106,9 +106,9 @@ export function patched(pod: V1Pod, result: ReviewResult): V1Pod {
 }
 
 /** Run a pod through review() and decide(), as the server would in `namespace`. */
-export function admit(pod: V1Pod, policy: Policy, opts: { copyOnly?: boolean; namespace?: string } = {}) {
+export function admit(pod: V1Pod, policy: Policy, opts: { copyOnly?: boolean; namespace?: string; uid?: string } = {}) {
   const copyOnly = opts.copyOnly ?? false;
-  const result = review(admissionReview(pod, { namespace: opts.namespace }), policy, { copyOnly });
+  const result = review(admissionReview(pod, { namespace: opts.namespace, uid: opts.uid }), policy, { copyOnly });
   const decision = decide(pod, policy, { namespace: opts.namespace ?? "default", copyOnly });
   return { result, decision, after: patched(pod, result) };
 }

@@ -97,3 +97,48 @@ export function restrictedVolumeProblems(pod: V1Pod): string[] {
     .filter((v) => !Object.keys(v).some((k) => RESTRICTED_VOLUMES.has(k)))
     .map((v) => `volume "${v.name}" has a type the restricted level forbids`);
 }
+
+const SUFFIX: Record<string, number> = {
+  n: 1e-9, u: 1e-6, m: 1e-3, "": 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
+  Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
+};
+
+/** A Kubernetes resource quantity ("250m", "1", "64Mi", "1.5Gi", "1e3") as a number; throws on anything else. */
+export function parseQuantity(q: string | number): number {
+  const m = /^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$/.exec(String(q).trim());
+  if (!m) throw new Error(`"${q}" is not a Kubernetes quantity`);
+  return Number(m[1]) * (m[2] ? 10 ** Number(m[2].slice(1)) : SUFFIX[m[3] ?? ""]!);
+}
+
+export interface LimitRangeItem {
+  /** Per resource: limit / request at most this. */
+  maxLimitRequestRatio?: Record<string, string>;
+  /** Per resource: limit at most this. */
+  max?: Record<string, string>;
+  /** Per resource: request at least this. */
+  min?: Record<string, string>;
+}
+
+/** What a LimitRange of type Container would refuse in this container (as the LimitRanger admission plugin checks). */
+export function limitRangeProblems(c: V1Container, range: LimitRangeItem): string[] {
+  const requests = (c.resources?.requests ?? {}) as Record<string, string>;
+  const limits = (c.resources?.limits ?? {}) as Record<string, string>;
+  const problems: string[] = [];
+  for (const [resource, ratio] of Object.entries(range.maxLimitRequestRatio ?? {})) {
+    const req = requests[resource];
+    const lim = limits[resource];
+    if (req === undefined || lim === undefined) {
+      problems.push(`${c.name}: ${resource} needs both a request and a limit for maxLimitRequestRatio`);
+      continue;
+    }
+    const r = parseQuantity(lim) / parseQuantity(req);
+    if (r > parseQuantity(ratio)) problems.push(`${c.name}: ${resource} limit/request ${lim}/${req} = ${r} exceeds ${ratio}`);
+  }
+  for (const [resource, max] of Object.entries(range.max ?? {})) {
+    if (limits[resource] === undefined || parseQuantity(limits[resource]) > parseQuantity(max)) problems.push(`${c.name}: ${resource} limit over max ${max}`);
+  }
+  for (const [resource, min] of Object.entries(range.min ?? {})) {
+    if (requests[resource] === undefined || parseQuantity(requests[resource]) < parseQuantity(min)) problems.push(`${c.name}: ${resource} request under min ${min}`);
+  }
+  return problems;
+}

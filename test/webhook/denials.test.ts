@@ -63,6 +63,21 @@ const cases: Case[] = [
     says: ["spec.ephemeralContainers has a container named \"cache-io-fetch\""],
   },
   {
+    name: "reserved init container name on an app container",
+    pod: makePod(files(MODEL), { containers: [app(), app("cache-io-fetch")] }),
+    reason: "reserved-name",
+    says: ['spec.containers has a container named "cache-io-fetch", a name reserved'],
+  },
+  ...(["containers", "initContainers", "ephemeralContainers"] as const).map((kind): Case => ({
+    name: `a volumeMount with the reserved prefix in spec.${kind}`,
+    pod: makePod(files(MODEL), {
+      containers: [app()],
+      [kind]: [...(kind === "containers" ? [app("web")] : []), app("writer", { volumeMounts: [{ name: "cache-io-0123456789abcdef", mountPath: "/w" }] })],
+    }),
+    reason: "reserved-name",
+    says: [`spec.${kind} container "writer" mounts a volume named "cache-io-0123456789abcdef"`, 'names starting with "cache-io-" are reserved', "Remove that volumeMount"],
+  })),
+  {
     name: "reserved volume prefix",
     pod: makePod(files(MODEL), { containers: [app()], volumes: [{ name: "cache-io-mine", emptyDir: {} }] }),
     reason: "reserved-name",
@@ -83,9 +98,10 @@ const cases: Case[] = [
 ];
 
 describe("denials", () => {
-  for (const c of cases) {
+  cases.forEach((c, i) => {
     it(`${c.name} → ${c.reason}`, () => {
-      const { result, decision } = admit(c.pod, policy);
+      const uid = `0b7c1e2a-${String(i).padStart(4, "0")}-4f6e-9d1a-denial`;
+      const { result, decision } = admit(c.pod, policy, { uid });
       expect(decision.action).toBe("deny");
       if (decision.action !== "deny") return;
       expect(decision.reason).toBe(c.reason);
@@ -95,10 +111,10 @@ describe("denials", () => {
       expect(result.body).toEqual({
         apiVersion: "admission.k8s.io/v1",
         kind: "AdmissionReview",
-        response: { uid: expect.any(String), allowed: false, status: { code: 403, reason: "Forbidden", message: decision.message } },
+        response: { uid, allowed: false, status: { code: 403, reason: "Forbidden", message: decision.message } },
       });
     });
-  }
+  });
 
   it("names a controller-made pod by its generateName", () => {
     const pod = makePod(files("ftp://x/y"), { containers: [app()] }, { generateName: "web-7d9f4c6b8-" });

@@ -166,8 +166,12 @@ describe("hostile annotation values", () => {
         if (withFiles && typeof o.metadata === "object" && o.metadata !== null && !Array.isArray(o.metadata)) {
           o.metadata.annotations = { ...(o.metadata.annotations as object), "cache.io/files": "https://a.example.com/m.bin" };
         }
-        const result = review(admissionReview(o), policy, { copyOnly: false });
-        expect([200, 400]).toContain(result.httpStatus);
+        // The envelope is valid and the object is an object: whatever is inside, the answer is a review (200), never a 400 or a throw.
+        const result = review(admissionReview(o, { uid: "fuzz-uid-7" }), policy, { copyOnly: false });
+        expect(result.httpStatus).toBe(200);
+        const response = (result.body as { response: { uid: string; allowed: boolean; status?: { message: string } } }).response;
+        expect(response.uid).toBe("fuzz-uid-7");
+        if (!response.allowed) expect(response.status?.message).toMatch(/\S/);
       }),
       { numRuns: 3000 },
     );

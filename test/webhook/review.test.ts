@@ -42,6 +42,8 @@ describe("review envelope", () => {
     ["another kind", { ...admissionReview(pod), kind: "TokenReview" }],
     ["no request", { apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview" }],
     ["a request without uid", { apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", request: { kind: { group: "", kind: "Pod" } } }],
+    ["a request with an empty uid", admissionReview(pod, { uid: "" })],
+    ["a request whose uid is not a string", admissionReview(pod, { uid: 42 as unknown as string })],
     ["a Pod CREATE whose object is not an object", admissionReview("a pod")],
   ];
   for (const [name, body] of malformed) {
@@ -51,6 +53,10 @@ describe("review envelope", () => {
       expect(result.body).toEqual({ error: expect.stringMatching(/\S/) });
     });
   }
+
+  it("names the missing uid in the error of a review with an empty uid", () => {
+    expect(run(admissionReview(pod, { uid: "" })).body).toEqual({ error: "AdmissionReview request has no uid" });
+  });
 
   it("denies, not crashes, on a pod whose fields have the wrong types", () => {
     const odd = [

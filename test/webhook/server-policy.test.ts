@@ -59,11 +59,14 @@ describe("policy hot reload", () => {
   });
 
   it("keeps the last good policy on a bad edit, reports it, and stays ready", async () => {
+    // A last good policy whose verdict differs from the default policy's (which patches the example).
+    await w.edit("injection: {maxFiles: 1, onInvalid: warn}\n", "success");
+    expect(verdict(await sendExample())).toEqual({ allowed: true, patched: false, warned: true });
     const failures = (await w.loads("failure"))!;
     await w.edit("injection: {maxFiles: 0, mode: hardlink}\n", "failure");
     expect(await w.loads("failure")).toBe(failures + 1);
     expect(await sampleValue(w.webhook.metrics, "cache_io_policy_valid")).toBe(0);
-    expect(verdict(await sendExample())).toEqual({ allowed: true, patched: true, warned: false });
+    expect(verdict(await sendExample())).toEqual({ allowed: true, patched: false, warned: true });
     expect((await send(w.target, { path: "/readyz" })).status).toBe(200);
 
     await w.edit("injection: {maxFiles: 1}\n", "success");
