@@ -1,8 +1,10 @@
 // Parse and check the key and query of /v1/ensure and /v1/objects: the key must be a
 // cache key equal to sha256(URL without fragment), the origin one the policy allows.
+// Messages never show a URL's query.
 import { checkOriginUrl, type OriginRules } from "../shared/origin.js";
 import { KEY_PATTERN, SHA256_HEX, cacheKey, normalizeUrl } from "../shared/protocol.js";
 import { badRequest, refused } from "./errors.js";
+import { redact } from "./redact.js";
 
 export interface ObjectRequest {
   key: string;
@@ -15,6 +17,12 @@ const KNOWN_PARAMS = new Set(["url", "sha256"]);
 
 function shown(s: string): string {
   return JSON.stringify(s.length > 120 ? `${s.slice(0, 120)}...` : s);
+}
+
+/** A URL as an error message may show it: never its query (tokens of pre-signed URLs). */
+function shownUrl(s: string): string {
+  const shownPart = URL.canParse(s) ? redact(s) : s.replace(/\?.*$/s, "?<redacted>");
+  return shown(shownPart);
 }
 
 function single(q: URLSearchParams, name: string): string | undefined {
@@ -35,15 +43,15 @@ export function parseObjectRequest(rawKey: string, rawQuery: string, rules: Orig
   try {
     url = normalizeUrl(raw);
   } catch {
-    throw badRequest(`url ${shown(raw)} is not an absolute URL`);
+    throw badRequest(`url ${shownUrl(raw)} is not an absolute URL`);
   }
   const expected = cacheKey(url);
   if (expected !== rawKey) {
-    throw badRequest(`key ${rawKey} does not match url ${shown(url)}, whose key is ${expected} (sha256 of the URL without its fragment)`);
+    throw badRequest(`key ${rawKey} does not match url ${shownUrl(url)}, whose key is ${expected} (sha256 of the URL without its fragment)`);
   }
   const sha256 = single(q, "sha256");
   if (sha256 !== undefined && !SHA256_HEX.test(sha256)) throw badRequest(`sha256 ${shown(sha256)} must be 64 lowercase hex digits`);
   const why = checkOriginUrl(new URL(url), rules);
-  if (why) throw refused(`origin of ${url} refused: ${why}`);
+  if (why) throw refused(`origin of ${redact(url)} refused: ${why}`);
   return sha256 ? { key: rawKey, url, sha256 } : { key: rawKey, url };
 }
