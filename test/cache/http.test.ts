@@ -75,6 +75,13 @@ describe("GET and HEAD /v1/objects", () => {
     expect(r.headers["content-range"]).toBe(`bytes */${content.length}`);
   });
 
+  it("sends the whole file (200) for a range whose end is before its start (bytes=20-10)", async () => {
+    const r = await get({ range: "bytes=20-10" });
+    expect(r.status).toBe(200);
+    expect(r.headers["content-range"]).toBeUndefined();
+    expect(r.body.equals(content)).toBe(true);
+  });
+
   it("sends the whole file for several ranges, or an If-Range that no longer matches", async () => {
     expect((await get({ range: "bytes=0-1,5-6" })).status).toBe(200);
     const r = await get({ range: "bytes=0-1", "if-range": '"other"' });
@@ -119,6 +126,8 @@ describe("service endpoints", () => {
       "cache_io_cache_origin_bytes_total", "cache_io_cache_served_bytes_total", "cache_io_cache_evictions_total",
       "cache_io_cache_fill_errors_total", "cache_io_cache_fills_in_progress", "cache_io_cache_disk_used_bytes",
       "cache_io_cache_disk_budget_bytes", "cache_io_cache_origin_requests_total", "process_resident_memory_bytes",
+      "cache_io_cache_fill_duration_seconds", "cache_io_cache_stale_served_total", "cache_io_cache_downloads_refused_total",
+      "cache_io_cache_ensured_bytes_total", "cache_io_build_info", "cache_io_policy_valid", "cache_io_policy_reloads_total",
     ]) {
       expect(text).toContain(`# TYPE ${name} `);
     }
@@ -126,6 +135,12 @@ describe("service endpoints", () => {
     expect(text).toContain(`cache_io_cache_origin_bytes_total ${content.length}`);
     expect(text).toMatch(/cache_io_cache_origin_requests_total\{result="ok"\} 1/);
     expect(Number(/cache_io_cache_served_bytes_total (\d+)/.exec(text)?.[1])).toBeGreaterThanOrEqual(content.length * 2);
+    expect(text).toMatch(/^cache_io_build_info\{version="\d+\.\d+\.\d+[^"]*",component="cache"\} 1$/m);
+    expect(text).toMatch(/^cache_io_cache_fill_duration_seconds_count\{result="ok"\} 1$/m);
+    expect(Number(/^cache_io_cache_ensured_bytes_total (\d+)$/m.exec(text)?.[1])).toBe(content.length); // the one ensure above
+    // promtool rejects gauges named like counters (prom-client's nodejs_active_*_total defaults).
+    const gaugesNamedTotal = [...text.matchAll(/^# TYPE (\S+) gauge$/gm)].map((m) => m[1]).filter((n) => n!.endsWith("_total"));
+    expect(gaugesNamedTotal).toEqual([]);
   });
 
   it("refuses other methods and unknown paths with a message", async () => {

@@ -40,6 +40,31 @@ unknownTop: 1
     expect(text).toContain("unknown field(s) unknownTop");
   });
 
+  it("refuses unknown keys inside injection, naming the field", () => {
+    const r = parsePolicy("injection: {maxFiles: 3, mountpath: /data}");
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.errors).toEqual(["injection: unknown field(s) mountpath"]);
+  });
+
+  it.each(["ftp", "file", "gopher"])("refuses the non-http scheme %s in origins.schemes, naming the field", (scheme) => {
+    const r = parsePolicy(`origins: {schemes: [https, ${scheme}]}`);
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors[0]).toMatch(/^origins\.schemes\.1: /);
+  });
+
+  it("checks the limits for hostile callers: shares within 0..1, counts of at least 1, durations", () => {
+    const ok = parsePolicy("cache: {recentUseShare: 0.25, maxDownloads: 10, maxDownloadsPerClient: 2, sendTimeout: 5s, maxFills: 4, maxFillsPerHost: 1, abandonGrace: 2s, maxStale: 1h, recentUseMaxKeys: 100}");
+    expect(ok.ok && ok.policy.cache).toMatchObject({ recentUseShare: 0.25, maxDownloads: 10, sendTimeout: 5000, abandonGrace: 2000, maxStale: 3_600_000, recentUseMaxKeys: 100 });
+    const bad = parsePolicy("cache: {recentUseShare: 1.5, maxDownloads: 0, maxFillsPerHost: -1, sendTimeout: soon}");
+    expect(bad.ok).toBe(false);
+    if (bad.ok) return;
+    const text = bad.errors.join("\n");
+    for (const field of ["cache.recentUseShare", "cache.maxDownloads", "cache.maxFillsPerHost", "cache.sendTimeout"]) expect(text).toContain(field);
+  });
+
   it("reports YAML syntax errors and duplicate keys", () => {
     expect(parsePolicy("injection: {maxFiles: 3\n").ok).toBe(false);
     const dup = parsePolicy("injection: {}\ninjection: {}\n");
