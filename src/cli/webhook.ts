@@ -111,7 +111,7 @@ export async function startWebhook(opts: WebhookOptions): Promise<RunningWebhook
       log,
       onCertLoad: (result, cert) => {
         metrics.certReloads.inc({ result });
-        if (cert) metrics.certNotAfter.set(Math.floor(cert.notAfter.getTime() / 1000));
+        if (cert) metrics.certExpiry.set(Math.floor(cert.notAfter.getTime() / 1000));
       },
     });
   } catch (err) {
@@ -203,8 +203,10 @@ export async function run(cli: Record<string, unknown>): Promise<void> {
     limits: limitsFrom(cli),
   };
   const w = await startWebhook(opts);
-  process.stdout.write(banner(opts, w));
   const log = logger("webhook");
+  // stdout carries only JSON log lines; the banner is for the person who ran `npm start`.
+  log.info({ host: opts.host, port: w.port }, `listening on https://${opts.host.includes(":") ? `[${opts.host}]` : opts.host}:${w.port}`);
+  process.stderr.write(banner(opts, w));
   const shutdown = (signal: string) => {
     log.info({ signal }, "shutting down: no new connections, finishing in-flight reviews");
     void w.close(SHUTDOWN_GRACE_MS).then(() => process.exit(0));

@@ -1,6 +1,7 @@
 // The webhook's Prometheus metrics, in a Registry it owns (not prom-client's global
 // one), so several servers can run in one process. deploy/ alerts on these names.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { VERSION } from "../shared/version.js";
 
 export type ReloadResult = "success" | "failure";
 
@@ -10,17 +11,28 @@ export interface WebhookMetrics {
   reviewDuration: Histogram<"path">;
   policyReloads: Counter<"result">;
   policyValid: Gauge;
-  certNotAfter: Gauge;
+  certExpiry: Gauge;
   certReloads: Counter<"result">;
 }
 
 /** Sub-millisecond (a skip) to a second (a huge pod under load). */
 const DURATION_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
+/**
+ * prom-client's gauges of active handles, requests and resources also come as
+ * `*_total` gauges, which promtool rejects (a `_total` suffix is for counters); the
+ * plain gauges carry the same numbers.
+ */
+const REJECTED_DEFAULTS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
+
 export function createWebhookMetrics(): WebhookMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  for (const name of REJECTED_DEFAULTS) registry.removeSingleMetric(name);
   const registers = [registry];
+  new Gauge({ name: "cache_io_build_info", help: "Always 1; the labels say which build and component this is", labelNames: ["version", "component"] as const, registers })
+    .labels({ version: VERSION, component: "webhook" })
+    .set(1);
   const m: WebhookMetrics = {
     registry,
     reviews: new Counter({
@@ -43,7 +55,11 @@ export function createWebhookMetrics(): WebhookMetrics {
       registers,
     }),
     policyValid: new Gauge({ name: "cache_io_policy_valid", help: "1 when the last policy load attempt succeeded, else 0", registers }),
-    certNotAfter: new Gauge({ name: "cache_io_webhook_cert_not_after_seconds", help: "Expiry of the serving certificate in force (unix seconds)", registers }),
+    certExpiry: new Gauge({
+      name: "cache_io_webhook_cert_expiry_timestamp_seconds",
+      help: "Expiry (notAfter) of the serving certificate in force, as a unix timestamp in seconds",
+      registers,
+    }),
     certReloads: new Counter({
       name: "cache_io_webhook_cert_reloads_total",
       help: "Serving certificate loads, the first included, by result (a failure keeps the old certificate)",

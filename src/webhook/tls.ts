@@ -13,6 +13,7 @@ import { DEFAULT_BODY_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS } from "./limits.js";
 import type { ReloadResult } from "./metrics.js";
 
 export interface ServingCert {
+  notBefore: Date;
   notAfter: Date;
   fingerprint256: string;
   serialNumber: string;
@@ -49,7 +50,18 @@ export interface HttpsHandle {
   close(graceMs?: number): Promise<void>;
 }
 
-const TLS_BASE: SecureContextOptions = { minVersion: "TLSv1.2" };
+/**
+ * AEAD suites only: for TLS 1.2, ECDHE with AES-GCM or ChaCha20-Poly1305 (no CBC, no
+ * static RSA key exchange); for TLS 1.3, its three default suites. Both cert key types.
+ */
+export const CIPHERS = [
+  "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256",
+  "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+].join(":");
+
+const TLS_BASE: SecureContextOptions = { minVersion: "TLSv1.2", ciphers: CIPHERS, honorCipherOrder: true };
 
 /** Check a cert/key pair the way the server will use it; the error says which file is wrong. */
 function parsePair(dir: string, cert: string, key: string): KeyPair {
@@ -69,7 +81,7 @@ function parsePair(dir: string, cert: string, key: string): KeyPair {
     throw new Error(`${join(dir, CERT_FILES.key)} does not belong to the certificate in ${join(dir, CERT_FILES.cert)}`);
   }
   createSecureContext({ ...TLS_BASE, cert, key }); // what setSecureContext will do; throws on anything else OpenSSL rejects
-  const info = { notAfter: new Date(x509.validTo), fingerprint256: x509.fingerprint256, serialNumber: x509.serialNumber, subject: x509.subject };
+  const info = { notBefore: new Date(x509.validFrom), notAfter: new Date(x509.validTo), fingerprint256: x509.fingerprint256, serialNumber: x509.serialNumber, subject: x509.subject };
   return { cert, key, info };
 }
 
@@ -103,6 +115,14 @@ export async function loadKeyPair(dir: string): Promise<KeyPair> {
   return parsePair(dir, ...text);
 }
 
+/** A renewal must not swap a valid cert for one every client refuses: expired, or not valid yet. */
+function checkValidNow(dir: string, info: ServingCert): void {
+  const now = Date.now();
+  const when = `valid from ${info.notBefore.toISOString()} to ${info.notAfter.toISOString()}`;
+  if (info.notAfter.getTime() <= now) throw new Error(`${join(dir, CERT_FILES.cert)} has expired (${when}); renew it`);
+  if (info.notBefore.getTime() > now) throw new Error(`${join(dir, CERT_FILES.cert)} is not valid yet (${when}); check the issuer's clock`);
+}
+
 /** Poll the directory and swap the context when the pair changes; a bad pair keeps the old one. */
 function watchPair(server: Server, opts: HttpsOptions, initial: KeyPair, setCurrent: (p: KeyPair) => void): () => void {
   let lastSeen = initial.cert + "\0" + initial.key;
@@ -116,10 +136,10 @@ function watchPair(server: Server, opts: HttpsOptions, initial: KeyPair, setCurr
     try {
       if (text instanceof Error) throw new Error(`cannot read the serving certificate in ${opts.dir}: ${text.message}`);
       const pair = parsePair(opts.dir, ...text);
+      checkValidNow(opts.dir, pair.info);
       server.setSecureContext({ ...TLS_BASE, cert: pair.cert, key: pair.key });
       setCurrent(pair);
       opts.log?.info({ notAfter: pair.info.notAfter, serial: pair.info.serialNumber }, "serving certificate reloaded");
-      if (pair.info.notAfter.getTime() <= Date.now()) opts.log?.warn({ notAfter: pair.info.notAfter }, "the new serving certificate has expired");
       opts.onCertLoad?.("success", pair.info);
     } catch (err) {
       opts.log?.error({ err: (err as Error).message }, "serving certificate not reloaded; the previous one stays in force");

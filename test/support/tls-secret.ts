@@ -3,6 +3,7 @@
 import { mkdirSync, mkdtempSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { generate } from "selfsigned";
 import { CERT_FILES, generateBundle, renewServing, type CertBundle } from "../../src/certs/generate.js";
 
 export const LOCAL_NAMES = { dnsNames: ["localhost"], ips: ["127.0.0.1"] };
@@ -47,4 +48,23 @@ export async function makeCertDir(): Promise<{ dir: string; bundle: CertBundle }
 /** A new serving cert from the same CA (what a renewal writes into the Secret). */
 export function renew(bundle: CertBundle, days?: number): Promise<CertBundle> {
   return renewServing(bundle, { ...LOCAL_NAMES, days });
+}
+
+/** A serving cert from the same CA valid only from `notBefore` to `notAfter` (expired, not yet valid, or about to expire). */
+export async function servingValid(bundle: CertBundle, notBefore: Date, notAfter: Date): Promise<CertBundle> {
+  const serving = await generate([{ name: "commonName", value: "localhost" }], {
+    keyType: "ec",
+    curve: "P-256",
+    algorithm: "sha256",
+    notBeforeDate: notBefore,
+    notAfterDate: notAfter,
+    ca: { key: bundle.caKey, cert: bundle.caCert },
+    extensions: [
+      { name: "basicConstraints", cA: false },
+      { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
+      { name: "extKeyUsage", serverAuth: true },
+      { name: "subjectAltName", altNames: [{ type: 2, value: "localhost" }, { type: 7, ip: "127.0.0.1" }] },
+    ],
+  });
+  return { ...bundle, cert: serving.cert, key: serving.private };
 }

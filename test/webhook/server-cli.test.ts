@@ -76,12 +76,14 @@ describe("cache-io webhook (the CLI process)", () => {
     const certs = join(tempDir("cli"), "certs");
     const cli = startCli(["--port", "0", "--certs", certs]);
     started.push(cli);
-    const port = await eventually(() => /listening on https:\/\/127\.0\.0\.1:(\d+)/.exec(cli.stdout())?.[1], "the listening line");
+    const port = await eventually(() => /"msg":"listening on https:\/\/127\.0\.0\.1:(\d+)"/.exec(cli.stdout())?.[1], "the listening log line");
     for (const f of ["ca.crt", "tls.crt", "tls.key"]) expect(existsSync(join(certs, f))).toBe(true);
 
+    // The banner is on stderr, for the person who ran it; stdout is JSON lines only.
     const curlArgs = ["--cacert", join(certs, "ca.crt"), "-H", "Content-Type: application/json", "--data", "@examples/admission-review.json", `https://localhost:${port}/mutate`];
-    await eventually(() => (cli.stdout().includes("Send it a review") ? true : undefined), "the curl hint");
-    expect(cli.stdout()).toContain(`curl --cacert ${join(certs, "ca.crt")} -H 'Content-Type: application/json' --data @examples/admission-review.json https://localhost:${port}/mutate`);
+    await eventually(() => (cli.stderr().includes("Send it a review") ? true : undefined), "the curl hint");
+    expect(cli.stderr()).toContain(`cache-io webhook listening on https://127.0.0.1:${port} (TLS 1.2+)`);
+    expect(cli.stderr()).toContain(`curl --cacert ${join(certs, "ca.crt")} -H 'Content-Type: application/json' --data @examples/admission-review.json https://localhost:${port}/mutate`);
 
     const { stdout } = await run("curl", ["--silent", "--show-error", "--fail", ...curlArgs], { cwd: ROOT });
     const answer = JSON.parse(stdout);
@@ -96,6 +98,7 @@ describe("cache-io webhook (the CLI process)", () => {
     expect(reviewLog).toHaveLength(3);
     expect(JSON.parse(reviewLog[0]!)).toMatchObject({ uid: review.request.uid, namespace: "demo", pod: "llm-server", outcome: "patched", reason: "injected", path: "/mutate" });
     expect(reviewLog.join("\n")).not.toContain("models.example.com");
+    for (const line of cli.stdout().split("\n").filter((l) => l !== "")) expect(() => JSON.parse(line), line).not.toThrow();
   });
 
   it("with --no-generate-certs and an empty directory, exits 1 saying what is missing", async () => {

@@ -1,6 +1,6 @@
 // Certificate rotation on a running webhook: a Secret-style swap under concurrent
-// load fails no request; a corrupt or mismatched pair keeps the old cert; an expired
-// cert makes the webhook not ready.
+// load fails no request; a corrupt, mismatched, expired or not yet valid pair keeps the
+// old cert; a cert in force that expires makes the webhook not ready.
 import { X509Certificate } from "node:crypto";
 import { Agent } from "node:https";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -8,7 +8,7 @@ import { startWebhook, type RunningWebhook } from "../../src/cli/webhook.js";
 import type { CertBundle } from "../../src/certs/generate.js";
 import { sampleValue } from "../../src/webhook/metrics.js";
 import { eventually, exampleReview, postReview, send, type Target } from "../support/tls-client.js";
-import { makeCertDir, renew, secretFiles, writeSecret } from "../support/tls-secret.js";
+import { makeCertDir, renew, secretFiles, servingValid, writeSecret } from "../support/tls-secret.js";
 
 let webhook: RunningWebhook;
 let target: Target;
@@ -93,23 +93,42 @@ describe("certificate rotation", () => {
     bundle = other;
   });
 
-  it("turns not ready when the cert in force has expired", async () => {
+  it("keeps the valid cert when an expired or a not yet valid one is written, and counts each", async () => {
+    const current = fingerprint(bundle.cert);
+    const expiry = await sampleValue(webhook.metrics, "cache_io_webhook_cert_expiry_timestamp_seconds");
+    const failures = (await certLoads("failure"))!;
+    const day = 86_400_000;
+    writeSecret(dir, secretFiles(await servingValid(bundle, new Date(Date.now() - 2 * day), new Date(Date.now() - day))));
+    await loadsReach("failure", failures + 1);
+    writeSecret(dir, secretFiles(await servingValid(bundle, new Date(Date.now() + day), new Date(Date.now() + 2 * day))));
+    await loadsReach("failure", failures + 2);
+
+    const r = await postReview(target, "/mutate", await exampleReview());
+    expect(r.status).toBe(200);
+    expect(r.fingerprint).toBe(current);
+    expect(webhook.https.cert().fingerprint256).toBe(current);
+    expect((await send(target, { path: "/readyz" })).status).toBe(200);
+    expect(await sampleValue(webhook.metrics, "cache_io_webhook_cert_expiry_timestamp_seconds")).toBe(expiry);
+  });
+
+  it("turns not ready when the cert in force expires", async () => {
     // The probe rides a connection made while the cert was valid; new ones cannot verify an expired cert.
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     const probe = { ...target, agent };
     expect((await send(probe, { path: "/readyz" })).status).toBe(200);
     const successes = (await certLoads("success"))!;
-    const expired = await renew(bundle, 0);
-    writeSecret(dir, secretFiles(expired));
+    const expiresAt = Date.now() + 3000;
+    writeSecret(dir, secretFiles(await servingValid(bundle, new Date(Date.now() - 60_000), new Date(expiresAt))));
     await loadsReach("success", successes + 1);
+    await new Promise((r) => setTimeout(r, Math.max(0, expiresAt - Date.now()) + 1100)); // X.509 times have whole seconds
 
     const r = await send(probe, { path: "/readyz" });
     expect(r.reusedSocket).toBe(true);
     expect(r.status).toBe(503);
     expect(r.json.reasons).toEqual([expect.stringMatching(/^serving certificate expired at /)]);
-    const notAfter = await sampleValue(webhook.metrics, "cache_io_webhook_cert_not_after_seconds");
+    const notAfter = await sampleValue(webhook.metrics, "cache_io_webhook_cert_expiry_timestamp_seconds");
     expect(notAfter).toBeLessThan(Date.now() / 1000);
     await expect(send(target, { path: "/readyz" })).rejects.toThrow(/certificate has expired/);
     agent.destroy();
-  });
+  }, 20_000);
 });

@@ -4,6 +4,7 @@ import { connect, type ConnectionOptions } from "node:tls";
 import jsonpatch from "fast-json-patch";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startWebhook, type RunningWebhook } from "../../src/cli/webhook.js";
+import { VERSION } from "../../src/shared/version.js";
 import { sampleValue } from "../../src/webhook/metrics.js";
 import { createWebhookMetrics } from "../../src/webhook/metrics.js";
 import { createWebhookApp } from "../../src/webhook/server.js";
@@ -44,6 +45,22 @@ describe("TLS", () => {
 
   it("accepts the same client once it may use TLS 1.2", async () => {
     expect(await handshake({ ...legacyClient, maxVersion: "TLSv1.2" })).toBe("TLSv1.2");
+  });
+
+  // The test cert's key is ECDSA: these are the CBC suites OpenSSL would otherwise agree to with it.
+  it.each(["ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA", "ECDHE-ECDSA-AES128-SHA256", "ECDHE-ECDSA-AES256-SHA384"])(
+    "refuses a TLS 1.2 client that offers only %s (CBC)",
+    async (cipher) => {
+      await expect(handshake({ ...legacyClient, maxVersion: "TLSv1.2", ciphers: `${cipher}@SECLEVEL=0` })).rejects.toThrow(/handshake failure|no shared cipher|alert/);
+    },
+  );
+
+  it.each(["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305"])("accepts a TLS 1.2 client offering only %s", async (cipher) => {
+    expect(await handshake({ maxVersion: "TLSv1.2", ciphers: cipher })).toBe("TLSv1.2");
+  });
+
+  it("speaks TLS 1.3 to a default client", async () => {
+    expect(await handshake({})).toBe("TLSv1.3");
   });
 });
 
@@ -156,7 +173,7 @@ describe("probes and metrics", () => {
       "cache_io_webhook_review_duration_seconds_bucket",
       "cache_io_policy_reloads_total",
       "cache_io_policy_valid",
-      "cache_io_webhook_cert_not_after_seconds",
+      "cache_io_webhook_cert_expiry_timestamp_seconds",
       "cache_io_webhook_cert_reloads_total",
       "process_cpu_seconds_total",
     ]) expect(r.text).toContain(name);
@@ -165,7 +182,13 @@ describe("probes and metrics", () => {
     expect(r.text).toMatch(/cache_io_webhook_reviews_total\{path="\/mutate",outcome="malformed",reason="malformed"\} [1-9]/);
     expect(r.text).toMatch(/cache_io_webhook_review_duration_seconds_count\{path="\/mutate"\} [1-9]/);
     expect(r.text).toContain("cache_io_policy_valid 1");
-    const notAfter = Number(/cache_io_webhook_cert_not_after_seconds (\d+)/.exec(r.text)?.[1]);
+    expect(r.text).toContain(`cache_io_build_info{version="${VERSION}",component="webhook"} 1`);
+    // Gauges named *_total (prom-client's defaults) fail `promtool check metrics`.
+    for (const line of r.text.split("\n").filter((l) => l.startsWith("# TYPE ") && / (gauge|histogram|summary)$/.test(l))) {
+      expect(line.split(" ")[2], line).not.toMatch(/_total$/);
+    }
+    expect(r.text).toContain("nodejs_active_handles ");
+    const notAfter = Number(/cache_io_webhook_cert_expiry_timestamp_seconds (\d+)/.exec(r.text)?.[1]);
     expect(notAfter).toBe(Math.floor(webhook.https.cert().notAfter.getTime() / 1000));
   });
 });
