@@ -24,6 +24,8 @@ export interface ClusterInfo {
   adminCert: string;
   adminKey: string;
   serviceAccountIssuer: string;
+  /** CRD YAML from the pinned cert-manager and Prometheus Operator modules (build.sh crds). */
+  crds: string;
   nodes: FakeNode[];
   startSeconds: number;
 }
@@ -119,7 +121,7 @@ export async function startCluster(bin: string, opts: { nodes?: FakeNode[]; log?
     log(`control plane ready in ${startSeconds.toFixed(1)} s (${dir})`);
     return {
       dir, bin, server, kubeconfig: admin, caFile: files.ca, caKeyFile: files.caKey, ca: pki.ca.cert,
-      adminCert: pki.admin.cert, adminKey: pki.admin.key, serviceAccountIssuer: SA_ISSUER, nodes, startSeconds, procs, stop,
+      adminCert: pki.admin.cert, adminKey: pki.admin.key, serviceAccountIssuer: SA_ISSUER, crds: join(bin, "..", "crds"), nodes, startSeconds, procs, stop,
     };
   } catch (err) {
     await stop();

@@ -36,10 +36,10 @@ export type Tools = { ok: true; bin: string } | { ok: false; reason: string };
 /** Build (or find) the binaries. Progress of a build goes to stderr. */
 export function ensureTools(): Tools {
   const bin = binDir();
-  const missing = () => NEEDED.filter((b) => !existsSync(join(bin, b)));
+  const missing = () => [...NEEDED, "../crds/cert-manager", "../crds/prometheus-operator"].filter((b) => !existsSync(join(bin, b)));
   if (hasGo()) {
     try {
-      execFileSync("bash", [join(TOOLS_DIR, "build.sh"), "kubernetes", "etcd", "kwok"], { stdio: ["ignore", "ignore", "inherit"] });
+      execFileSync("bash", [join(TOOLS_DIR, "build.sh"), "kubernetes", "etcd", "kwok", "crds"], { stdio: ["ignore", "ignore", "inherit"] });
     } catch (err) {
       return { ok: false, reason: `test/cluster/tools/build.sh failed: ${(err as Error).message}` };
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the test cluster's binaries from the Go module proxy into a cache outside the
 # clone, once per pinned version: ${CACHE_IO_TOOLS_DIR:-~/.cache/cache-io}/k8s-<version>/bin.
-# Usage: build.sh [kubernetes|etcd|kwok|helm|actionlint ...]   (default: all)
+# Usage: build.sh [kubernetes|etcd|kwok|crds|helm|actionlint ...]   (default: all)
 # Prints the bin directory on stdout; progress goes to stderr.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -46,8 +46,26 @@ kwok_stages() {
   mv "$out.tmp" "$out"
 }
 
+# The CRDs the deploy/ overlays need (cert-manager, Prometheus Operator), copied from the
+# modules pinned in crds/go.mod into $bin/../crds/<project>/.
+fetch_crds() {
+  local out="$bin/../crds" stamp="$bin/.crds.stamp" want
+  want=$(cat "$here/crds/go.mod" "$here/crds/go.sum" | sha256sum | cut -d' ' -f1)
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then return; fi
+  log "downloading the CRD modules (crds/go.mod) ..."
+  local cm po
+  cm=$(cd "$here/crds" && go mod download -json github.com/cert-manager/cert-manager | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
+  po=$(cd "$here/crds" && go mod download -json github.com/prometheus-operator/prometheus-operator | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
+  rm -rf "$out" && mkdir -p "$out/cert-manager" "$out/prometheus-operator"
+  cp "$cm"/deploy/crds/*.yaml "$out/cert-manager/"
+  cp "$po"/example/prometheus-operator-crd/monitoring.coreos.com_*.yaml "$out/prometheus-operator/"
+  chmod -R u+w "$out"
+  echo "$want" > "$stamp"
+  log "CRDs in $out"
+}
+
 targets=("$@")
-((${#targets[@]})) || targets=(kubernetes etcd kwok helm actionlint)
+((${#targets[@]})) || targets=(kubernetes etcd kwok crds helm actionlint)
 for t in "${targets[@]}"; do
   case $t in
     kubernetes)
@@ -55,6 +73,7 @@ for t in "${targets[@]}"; do
         build "$c" kubernetes "k8s.io/kubernetes/cmd/$c" "$(k8s_ldflags | tr '\n' ' ')"
       done ;;
     etcd) build etcd etcd go.etcd.io/etcd/server/v3 ;;
+    crds) fetch_crds ;;
     kwok) build kwok kwok sigs.k8s.io/kwok/cmd/kwok; kwok_stages ;;
     helm) build helm helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" ;;
     actionlint) build actionlint actionlint github.com/rhysd/actionlint/cmd/actionlint ;;
