@@ -31,10 +31,19 @@ function uses(requests: RecordedRequest[]): Use[] {
 const allows = (rule: V1PolicyRule, u: Use) =>
   rule.resources!.includes(u.resource) && rule.verbs.includes(u.verb) && (!rule.resourceNames?.length || (u.name !== undefined && rule.resourceNames.includes(u.name)));
 
-function expectExactly(rules: V1PolicyRule[], used: Use[]): void {
+/** `dynamic`: resources whose object names come from data (the pre-pull DaemonSets), which no resourceNames can list. */
+function expectExactly(rules: V1PolicyRule[], used: Use[], dynamic: string[] = []): void {
   for (const u of used) expect(rules.some((r) => allows(r, u)), `${u.verb} ${u.resource}/${u.name ?? ""} is not granted`).toBe(true);
   for (const r of rules) for (const verb of r.verbs) for (const resource of r.resources!) {
-    expect(used.some((u) => u.resource === resource && u.verb === verb), `${verb} ${resource} is granted but never called`).toBe(true);
+    const calls = used.filter((u) => u.resource === resource && u.verb === verb);
+    expect(calls.length > 0, `${verb} ${resource} is granted but never called`).toBe(true);
+    if (r.resourceNames?.length) {
+      // Named objects: exactly the names the code uses, no more.
+      for (const name of r.resourceNames) expect(calls.some((u) => u.name === name), `${verb} ${resource}/${name} is granted but never called`).toBe(true);
+    } else if (!dynamic.includes(resource)) {
+      const names = [...new Set(calls.map((u) => u.name))];
+      expect(names.includes(undefined), `${verb} ${resource} is granted on every object, but the code only uses ${names.join(", ")}: add resourceNames`).toBe(true);
+    }
   }
 }
 
@@ -67,7 +76,8 @@ describe("RBAC matches the calls each component makes", () => {
     await reconcileOnce(api.kubeConfig(), policy("prepull: {images: [a.example.com/x:1, {image: b.example.com/y:1, architectures: [arm64]}]}"), opts);
     await reconcileOnce(api.kubeConfig(), policy("prepull: {images: [a.example.com/x:2]}"), opts);
     expect(api.violations).toEqual([]);
-    expectExactly(rulesFor(objs, "cache-io-prepull-controller"), uses(api.requests));
+    // DaemonSet names derive from the policy's image groups and architectures.
+    expectExactly(rulesFor(objs, "cache-io-prepull-controller"), uses(api.requests), ["daemonsets"]);
     await api.close();
   });
 
@@ -107,5 +117,19 @@ describe("RBAC matches the calls each component makes", () => {
     const rules: V1PolicyRule[] = [{ apiGroups: [""], resources: ["secrets"], resourceNames: ["s"], verbs: ["get", "update"] }];
     expect(() => expectExactly(rules, [{ resource: "secrets", verb: "get", name: "s" }])).toThrow(/update secrets is granted but never called/);
     expect(() => expectExactly(rules, [{ resource: "secrets", verb: "get", name: "other" }])).toThrow(/get secrets\/other is not granted/);
+  });
+
+  it("the comparison itself fails on an extra resourceName and on a rule without the resourceNames the code uses", () => {
+    const extra: V1PolicyRule[] = [{ apiGroups: [""], resources: ["secrets"], resourceNames: ["s", "t"], verbs: ["get"] }];
+    expect(() => expectExactly(extra, [{ resource: "secrets", verb: "get", name: "s" }])).toThrow(/get secrets\/t is granted but never called/);
+    const blanket: V1PolicyRule[] = [{ apiGroups: [""], resources: ["secrets"], verbs: ["get"] }];
+    expect(() => expectExactly(blanket, [{ resource: "secrets", verb: "get", name: "s" }])).toThrow(/get secrets is granted on every object, but the code only uses s: add resourceNames/);
+    expect(() => expectExactly(blanket, [{ resource: "secrets", verb: "get" }])).not.toThrow();
+  });
+
+  it("the cert bootstrap's rules on its Secret and webhook configuration name exactly those objects", () => {
+    const named = rulesFor(objs, "cache-io-certs").filter((r) => r.resourceNames?.length);
+    const byResource = Object.fromEntries(named.flatMap((r) => r.resources!.map((res) => [res, [...r.resourceNames!].sort()])));
+    expect(byResource).toEqual({ secrets: ["cache-io-webhook-tls"], mutatingwebhookconfigurations: ["cache-io"] });
   });
 });
