@@ -2,6 +2,7 @@
 // passes the API server's rules and schema; placement, NODE_IP, volumes, modes.
 import type { V1Pod } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
+import { containerEnv, expandKubeletVars } from "../../src/cache/kubelet.js";
 import { cacheKey } from "../../src/shared/protocol.js";
 import { admit, app, DATA, fetcherOf, files, makePod, MODEL, patchOf, realisticPods, SHA, testPolicy } from "../support/pod-fixtures.js";
 import { podProblems, restrictedProblems, restrictedVolumeProblems } from "../support/pod-rules.js";
@@ -60,6 +61,27 @@ describe("what the mutation adds", () => {
       "-o", "-", `${base}/v1/ensure/${cacheKey(MODEL)}?url=https%3A%2F%2Fmodels.example.com%2Fllama-7b.bin&sha256=${SHA}`,
       "-o", "-", `${base}/v1/ensure/${cacheKey(DATA)}?url=https%3A%2F%2Fdata.example.com%2Fsets%2Ftrain.tar`,
     ]);
+  });
+
+  it("exact curl arguments for a URL full of reserved characters ($, (, ', *, !, spaces), which the kubelet's expansion cannot reach", () => {
+    const url = "https://models.example.com/a$(HOME)/it's*!(x).bin?q=$(NODE_IP)&s=a%20b&t=it's";
+    const normalized = "https://models.example.com/a$(HOME)/it's*!(x).bin?q=$(NODE_IP)&s=a%20b&t=it%27s"; // WHATWG encodes ' in a query
+    const { after } = admit(makePod(files(`${url}#name=model.bin`, { "cache.io/mode": "copy" })), policy);
+    const fetcher = fetcherOf(after)!;
+    const encoded = "https%3A%2F%2Fmodels.example.com%2Fa%24%28HOME%29%2Fit%27s%2A%21%28x%29.bin%3Fq%3D%24%28NODE_IP%29%26s%3Da%2520b%26t%3Dit%2527s";
+    const base = "http://$(NODE_IP):8585";
+    expect(fetcher.args!.slice(-6)).toEqual([
+      "-o", "-", `${base}/v1/ensure/${cacheKey(normalized)}?url=${encoded}`,
+      "-o", "/cache-io/model.bin", `${base}/v1/objects/${cacheKey(normalized)}?url=${encoded}`,
+    ]);
+    // What curl receives once the kubelet has expanded $(VAR) from the container's env: only the base changes.
+    const env = { ...containerEnv(fetcher, { "status.hostIP": "10.0.0.7" }), HOME: "/root" };
+    const argv = [...fetcher.command!, ...fetcher.args!].map((a) => expandKubeletVars(a, env));
+    expect(argv.slice(-6)).toEqual([
+      "-o", "-", `http://10.0.0.7:8585/v1/ensure/${cacheKey(normalized)}?url=${encoded}`,
+      "-o", "/cache-io/model.bin", `http://10.0.0.7:8585/v1/objects/${cacheKey(normalized)}?url=${encoded}`,
+    ]);
+    for (const a of fetcher.args!) expect(a.replace(base, ""), a).not.toMatch(/[$()'*! ]/);
   });
 
   it("copy mode: one emptyDir written by the init container, mounted read-only in the app", () => {
