@@ -39,6 +39,14 @@ function slug(image: string): string {
   return repo.toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40).replace(/-+$/, "") || "image";
 }
 
+/**
+ * For the no-op and pause, which do nothing. Every limit is at most 4x its request:
+ * LimitRanges with `maxLimitRequestRatio` 4 (a common setting) refuse higher ratios.
+ */
+function tinyResources() {
+  return resources({ cpu: "5m", memory: "4Mi" }, { cpu: "20m", memory: "16Mi" });
+}
+
 function pullContainer(image: string, index: number): V1Container {
   return {
     name: `pull-${index + 1}-${slug(image)}`,
@@ -46,7 +54,7 @@ function pullContainer(image: string, index: number): V1Container {
     imagePullPolicy: "IfNotPresent",
     // No shell or coreutils needed in the image: the copied static binary exits 0.
     command: [NOOP_PATH],
-    resources: resources({ cpu: "1m", memory: "4Mi" }, { cpu: "50m", memory: "16Mi" }),
+    resources: tinyResources(),
     securityContext: restrictedContainer(),
     volumeMounts: [{ name: "noop", mountPath: NOOP_DIR, readOnly: true }],
   };
@@ -58,7 +66,7 @@ function noopContainer(image: string): V1Container {
     image,
     imagePullPolicy: "IfNotPresent",
     args: ["prepull", "copy-noop", "--to", NOOP_PATH],
-    resources: resources({ cpu: "10m", memory: "32Mi" }, { cpu: "200m", memory: "128Mi" }),
+    resources: resources({ cpu: "50m", memory: "32Mi" }, { cpu: "200m", memory: "128Mi" }),
     securityContext: restrictedContainer(),
     volumeMounts: [{ name: "noop", mountPath: NOOP_DIR }],
   };
@@ -102,7 +110,7 @@ function daemonSet(group: string, images: string[], policy: Policy, opts: Requir
               name: "pause",
               image: policy.prepull.pauseImage,
               imagePullPolicy: "IfNotPresent",
-              resources: resources({ cpu: "1m", memory: "4Mi" }, { cpu: "10m", memory: "16Mi" }),
+              resources: tinyResources(),
               securityContext: restrictedContainer(),
             },
           ],

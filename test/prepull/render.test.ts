@@ -10,6 +10,7 @@ import { describe, expect, it } from "vitest";
 import { parsePolicy } from "../../src/policy/load.js";
 import { renderPrepull } from "../../src/prepull/render.js";
 import { parseYamlDocs, selects, validate, type Obj } from "../deploy/k8s.js";
+import { limitRangeProblems } from "../support/pod-rules.js";
 
 const run = promisify(execFile);
 const POLICY = `
@@ -58,7 +59,7 @@ describe("prepull render", () => {
       expect(c.command).toEqual(["/cache-io-prepull/noop"]);
       expect(c.args).toBeUndefined();
       expect(c.imagePullPolicy).toBe("IfNotPresent");
-      expect(c.resources).toEqual({ requests: { cpu: "1m", memory: "4Mi" }, limits: { cpu: "50m", memory: "16Mi" } });
+      expect(c.resources).toEqual({ requests: { cpu: "5m", memory: "4Mi" }, limits: { cpu: "20m", memory: "16Mi" } });
       expect(c.volumeMounts).toEqual([{ name: "noop", mountPath: "/cache-io-prepull", readOnly: true }]);
     }
     expect(s.containers.map((c) => c.image)).toEqual(["registry.k8s.io/pause:3.10"]);
@@ -73,6 +74,12 @@ describe("prepull render", () => {
     expect(s.tolerations).toEqual([{ operator: "Exists" }]);
     expect(ds.metadata!.namespace).toBe("ops");
     expect(selects(ds.spec!.selector, ds.spec!.template.metadata!.labels!)).toBe(true);
+  });
+
+  it("every container passes a LimitRange with maxLimitRequestRatio 4 for cpu and memory (a common setting)", async () => {
+    const containers = (await renderFull()).items.flatMap((d) => [...d.spec!.template.spec!.initContainers!, ...d.spec!.template.spec!.containers]);
+    expect(containers.length).toBeGreaterThan(8);
+    expect(containers.flatMap((c) => limitRangeProblems(c, { maxLimitRequestRatio: { cpu: "4", memory: "4" } }))).toEqual([]);
   });
 
   it("single-arch images get a kubernetes.io/arch node selector; multi-subset ones a node affinity", async () => {
