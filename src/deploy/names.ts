@@ -3,11 +3,21 @@
 import { VERSION } from "../shared/version.js";
 
 export const NAMESPACE = "cache-io";
-/** Where the release workflow pushes the image (and, under charts/, the Helm chart). */
+/** Where the release workflow pushes the image. */
 export const IMAGE_NAME = "ghcr.io/cache-io/cache-io";
+/** Where the release workflow pushes the Helm chart (`helm install cache-io oci://ghcr.io/cache-io/charts/cache-io`). */
+export const CHART_REPOSITORY = "oci://ghcr.io/cache-io/charts";
 /** The image every component runs, tagged with package.json's version; kustomize `images:` overrides it (see deploy/default). */
 export const IMAGE = `${IMAGE_NAME}:${VERSION}`;
 export const FIELD_MANAGER = "cache-io";
+
+/** Where and with which image the builders place the objects: kustomize's base uses the defaults, the Helm chart sentinels it replaces with template expressions. */
+export interface Target {
+  namespace: string;
+  image: string;
+}
+
+export const DEFAULT_TARGET: Target = { namespace: NAMESPACE, image: IMAGE };
 
 export const NAMES = {
   webhookConfig: "cache-io",
