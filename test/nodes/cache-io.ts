@@ -20,15 +20,18 @@ export interface PolicyInput {
   root: string;
   port: number;
   fetcherImage: string;
+  /** Merged into the policy's `fetcher` and `cache` sections. */
+  fetcher?: Record<string, unknown>;
+  cache?: Record<string, unknown>;
 }
 
+/** The policy as YAML (JSON is YAML). */
 export function policyYaml(p: PolicyInput): string {
-  return [
-    "origins: {allow: ['127.0.0.1'], allowPrivate: ['127.0.0.1']}",
-    `fetcher: {image: '${p.fetcherImage}', imagePullPolicy: Never, retries: 3}`,
-    `cache: {root: '${p.root}', port: ${p.port}}`,
-    "",
-  ].join("\n");
+  return JSON.stringify({
+    origins: { allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"] },
+    fetcher: { image: p.fetcherImage, imagePullPolicy: "Never", retries: 3, ...p.fetcher },
+    cache: { root: p.root, port: p.port, ...p.cache },
+  }, null, 2);
 }
 
 export function loadPolicy(text: string): Policy {

@@ -6,19 +6,14 @@
 // In mount mode it reads the node cache's own copy (same inode: zero copy, read-only
 // subPath); in copy mode and in a Pod Security `restricted` namespace, a copy.
 import type { V1Pod } from "@kubernetes/client-node";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RunningCache } from "../../src/cache/index.js";
 import { ANNOTATION, NAMESPACE_LABEL, RESERVED, cacheKey, objectDir } from "../../src/shared/protocol.js";
-import { pseudoRandom, startOrigin, type Origin } from "../support/origin.js";
-import { loadPolicy, policyYaml, startNodeCache, startWebhook, writePolicy, type Webhook } from "./cache-io.js";
-import { startControlPlane, type ControlPlane } from "./control-plane.js";
-import { startNode, type TestNode } from "./node.js";
+import { pseudoRandom } from "../support/origin.js";
 import { createNamespace, createPod, logs, onNode, waitPhase } from "./pods.js";
-import { freePort } from "./proc.js";
-import { buildImages, k8sBinDir, nodeTestsGate, type TestImages } from "./requirements.js";
+import { nodeTestsGate } from "./requirements.js";
+import { startStack, type Stack } from "./stack.js";
 
 const gate = nodeTestsGate();
 const MIB = 2 ** 20;
@@ -40,43 +35,22 @@ function appScript(file: string, mountPoint: string): string {
 }
 
 describe.skipIf(!gate.run)("a pod that asks for a file, on a real node", () => {
-  let cp: ControlPlane;
-  let images: TestImages;
-  let node: TestNode;
-  let origin: Origin;
-  let cache: RunningCache;
-  let webhook: Webhook;
-  let dir: string;
-  let root: string;
+  let st: Stack;
   const content = pseudoRandom(8 * MIB + 5, 91);
   let sha256 = "";
   let url = "";
+  const kube = () => st.cp.kube;
 
   beforeAll(async () => {
-    images = buildImages();
-    dir = mkdtempSync(join(tmpdir(), "cache-io-nodes-files-"));
-    root = join(dir, "cache-root");
-    cp = await startControlPlane(k8sBinDir());
-    node = await startNode({ name: "files-node", index: 211, kube: cp.kube, ca: cp.ca, bin: k8sBinDir(), images: images.tars });
-    origin = await startOrigin();
-    url = origin.url("/models/model.bin");
-    sha256 = origin.put("/models/model.bin", content).sha256;
-    origin.rateFor.set("/models/model.bin", 4 * MIB); // ~2 s: the init log shows progress
-    const text = policyYaml({ root, port: await freePort(node.ip), fetcherImage: images.refs.curl });
-    const policy = loadPolicy(text);
-    cache = await startNodeCache(policy, node.ip);
-    webhook = await startWebhook(cp.kube, k8sBinDir(), dir, writePolicy(dir, text));
-    await createNamespace(cp.kube, "files", { [NAMESPACE_LABEL]: "enabled" });
-    await createNamespace(cp.kube, "files-restricted", { [NAMESPACE_LABEL]: "enabled", "pod-security.kubernetes.io/enforce": "restricted" });
+    st = await startStack({ index: 211 });
+    url = st.origin.url("/models/model.bin");
+    sha256 = st.origin.put("/models/model.bin", content).sha256;
+    st.origin.rateFor.set("/models/model.bin", 4 * MIB); // ~2 s: the init log shows progress
+    await createNamespace(kube(), "files-restricted", { [NAMESPACE_LABEL]: "enabled", "pod-security.kubernetes.io/enforce": "restricted" });
   }, 400_000);
 
   afterAll(async () => {
-    await node?.stop().catch((e) => console.error(e));
-    await webhook?.stop();
-    await cache?.close(100);
-    await origin?.close();
-    await cp?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await st?.stop();
   }, 200_000);
 
   function pod(name: string, ns: string, annotations: Record<string, string> = {}, rootWriter = false): V1Pod {
@@ -84,24 +58,24 @@ describe.skipIf(!gate.run)("a pod that asks for a file, on a real node", () => {
     const copy = annotations[ANNOTATION.mode] === "copy" || ns === "files-restricted";
     const script = appScript("/cache/model.bin", copy ? "/cache" : "/cache/model.bin");
     // root in the pod: file permissions cannot stop it, only the read-only mount can.
-    const root = { name: "root", image: images.refs.busybox, imagePullPolicy: "Never", command: ["/bin/sh", "-c", script], securityContext: { runAsUser: 0, runAsNonRoot: false } };
+    const root = { name: "root", image: st.images.refs.busybox, imagePullPolicy: "Never", command: ["/bin/sh", "-c", script], securityContext: { runAsUser: 0, runAsNonRoot: false } };
     return {
       apiVersion: "v1", kind: "Pod",
       metadata: { name, namespace: ns, annotations: { [ANNOTATION.files]: `${url}#sha256=${sha256}`, ...annotations } },
       spec: {
-        ...onNode(node.name), restartPolicy: "Never",
-        containers: [{ name: "app", image: images.refs.busybox, imagePullPolicy: "Never", command: ["/bin/sh", "-c", script], securityContext: RESTRICTED }, ...(rootWriter ? [root] : [])],
+        ...onNode(st.node.name), restartPolicy: "Never",
+        containers: [{ name: "app", image: st.images.refs.busybox, imagePullPolicy: "Never", command: ["/bin/sh", "-c", script], securityContext: RESTRICTED }, ...(rootWriter ? [root] : [])],
       },
     };
   }
 
   async function runToEnd(name: string, ns: string, annotations?: Record<string, string>, rootWriter = false) {
-    const created = await createPod(cp.kube, pod(name, ns, annotations, rootWriter));
-    const done = await waitPhase(cp.kube, ns, name, ["Succeeded", "Failed"]);
-    const app = await logs(cp.kube, ns, name, "app");
-    const fetch = await logs(cp.kube, ns, name, RESERVED.initContainer);
+    const created = await createPod(kube(), pod(name, ns, annotations, rootWriter));
+    const done = await waitPhase(kube(), ns, name, ["Succeeded", "Failed"]);
+    const app = await logs(kube(), ns, name, "app");
+    const fetch = await logs(kube(), ns, name, RESERVED.initContainer);
     expect(done.status?.phase, `app log:\n${app}\nfetch log:\n${fetch}`).toBe("Succeeded");
-    const root = rootWriter ? await logs(cp.kube, ns, name, "root") : "";
+    const root = rootWriter ? await logs(kube(), ns, name, "root") : "";
     return { created, done, app, fetch, root };
   }
 
@@ -109,19 +83,19 @@ describe.skipIf(!gate.run)("a pod that asks for a file, on a real node", () => {
     const r = await runToEnd("mount", "files", {}, true);
     expect(r.created.metadata?.annotations?.[ANNOTATION.status]).toBe("injected");
     expect(r.created.spec?.initContainers?.map((c) => c.name)).toEqual([RESERVED.initContainer]);
-    expect(r.done.status?.hostIP).toBe(node.ip);
+    expect(r.done.status?.hostIP).toBe(st.node.ip);
     expect(r.fetch).toMatch(/^fetching model\.bin from 127\.0\.0\.1:\d+/);
     expect(r.fetch).toContain(`done model.bin ${content.length} bytes`);
     expect(r.app).toContain(`sha256=${sha256}`);
     expect(r.app).toContain("write=denied");
-    const data = join(objectDir(root, cacheKey(url)), "data");
+    const data = join(objectDir(st.root, cacheKey(url)), "data");
     expect(r.app).toContain(`inode=${statSync(data).ino}`);
     expect(r.app).toMatch(/\nmount=ro,/);
     // root in the pod is refused by the read-only mount itself, not by file permissions
     expect(r.root).toContain(`sha256=${sha256}`);
     expect(r.root).toContain("Read-only file system");
     expect(r.root).toContain("write=denied");
-    expect(origin.gets("/models/model.bin")).toBe(1);
+    expect(st.origin.gets("/models/model.bin")).toBe(1);
   }, 300_000);
 
   it("copy mode: the warm cache answers at once; the app reads its own copy, read-only", async () => {
@@ -130,16 +104,16 @@ describe.skipIf(!gate.run)("a pod that asks for a file, on a real node", () => {
     expect(r.fetch).toMatch(/^cached model\.bin \d+ bytes/);
     expect(r.app).toContain(`sha256=${sha256}`);
     expect(r.app).toContain("write=denied");
-    expect(r.app).not.toContain(`inode=${statSync(join(objectDir(root, cacheKey(url)), "data")).ino}\n`);
+    expect(r.app).not.toContain(`inode=${statSync(join(objectDir(st.root, cacheKey(url)), "data")).ino}\n`);
     expect(r.app).toMatch(/\nmount=ro,/);
     expect(r.root).toContain(`sha256=${sha256}`);
     expect(r.root).toContain("Read-only file system");
-    expect(origin.gets("/models/model.bin")).toBe(1);
+    expect(st.origin.gets("/models/model.bin")).toBe(1);
   }, 300_000);
 
   it("a Pod Security restricted namespace: admitted (copy mode, no hostPath), runs, reads the copy", async () => {
     // Pod Security is enforced for real here: a root container is refused.
-    const refused = await cp.kube.req("POST", "/api/v1/namespaces/files-restricted/pods", pod("refused", "files-restricted", {}, true));
+    const refused = await kube().req("POST", "/api/v1/namespaces/files-restricted/pods", pod("refused", "files-restricted", {}, true));
     expect(refused.status).toBe(403);
     expect(refused.text).toContain("violates PodSecurity \\\"restricted:latest\\\"");
     const r = await runToEnd("restricted", "files-restricted");
@@ -148,6 +122,6 @@ describe.skipIf(!gate.run)("a pod that asks for a file, on a real node", () => {
     expect(r.app).toMatch(/\nmount=ro,/);
     expect(r.app).toContain(`sha256=${sha256}`);
     expect(r.app).toContain("write=denied");
-    expect(origin.gets("/models/model.bin")).toBe(1);
+    expect(st.origin.gets("/models/model.bin")).toBe(1);
   }, 300_000);
 });
