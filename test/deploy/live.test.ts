@@ -1,7 +1,8 @@
 // The manifests against the real processes: every webhook path in the rendered config
 // is served (and /mutate/copy really means copy mode), the probe paths answer, and
-// every cache_io_* metric the alerts and dashboard use is one the code exports.
-import { spawn, type ChildProcess } from "node:child_process";
+// every cache_io_* metric the alerts and dashboard use is one the code exports, and a
+// full scrape of each component passes `promtool check metrics`.
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { request } from "node:https";
 import { tmpdir } from "node:os";
@@ -9,6 +10,21 @@ import { join } from "node:path";
 import type { V1MutatingWebhook } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { find, kustomize, parseYamlDocs, podSpecOf, type Obj } from "./k8s.js";
+import { findTool, itWith, toolPath } from "./tools.js";
+
+const promtool = findTool("promtool", "Install it with `apt-get install -y prometheus` (Debian's package ships promtool).");
+
+/** `promtool check metrics` reads a scrape on stdin; exit 0 and no output means no lint problem. */
+function checkMetrics(scrape: string): Promise<{ code: number; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(toolPath(promtool), ["check", "metrics"], (err, stdout, stderr) => {
+      const code = err ? ((err as { code?: number }).code ?? -1) : 0;
+      if (typeof code !== "number") reject(err);
+      else resolve({ code, out: stdout + stderr });
+    });
+    child.stdin!.end(scrape);
+  });
+}
 
 const children: ChildProcess[] = [];
 
@@ -124,5 +140,25 @@ describe("monitoring uses only metrics the code exports", () => {
     const used = new Set(exprs.flatMap((e) => e.match(/\bcache_io_[a-z0-9_]+/g) ?? []));
     expect(used.size).toBeGreaterThanOrEqual(15);
     expect([...used].filter((m) => !scraped.has(m))).toEqual([]);
+  });
+});
+
+describe("a full scrape of each component passes promtool check metrics", () => {
+  itWith(promtool)("webhook", async () => {
+    const scrape = (await https("GET", "/metrics")).text;
+    expect(scrape).toContain("cache_io_build_info{");
+    expect(await checkMetrics(scrape)).toEqual({ code: 0, out: "" });
+  });
+
+  itWith(promtool)("node cache", async () => {
+    const scrape = (await http("/metrics")).text;
+    expect(scrape).toContain("cache_io_build_info{");
+    expect(await checkMetrics(scrape)).toEqual({ code: 0, out: "" });
+  });
+
+  itWith(promtool)("the check itself fails on a gauge named like a counter", async () => {
+    const r = await checkMetrics("# HELP x_total a gauge\n# TYPE x_total gauge\nx_total 1\n");
+    expect(r.code).not.toBe(0);
+    expect(r.out).toContain("x_total");
   });
 });
