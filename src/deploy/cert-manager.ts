@@ -13,19 +13,19 @@ interface CrdObject {
 
 const API = "cert-manager.io/v1";
 
-function object(kind: string, name: string, spec: Record<string, unknown>): CrdObject {
-  return { apiVersion: API, kind, metadata: { name, namespace: NAMESPACE, labels: labels("certs") }, spec };
+function object(kind: string, name: string, namespace: string, spec: Record<string, unknown>): CrdObject {
+  return { apiVersion: API, kind, metadata: { name, namespace, labels: labels("certs") }, spec };
 }
 
 export const CA_INJECT_ANNOTATION = "cert-manager.io/inject-ca-from";
 /** `<namespace>/<Certificate name>` for cainjector. */
-export const CA_INJECT_FROM = `${NAMESPACE}/${NAMES.webhook}`;
+export const caInjectFrom = (namespace: string = NAMESPACE) => `${namespace}/${NAMES.webhook}`;
 
-export function certManagerObjects(): CrdObject[] {
+export function certManagerObjects(namespace: string = NAMESPACE): CrdObject[] {
   const selfSigned = `${NAMES.caIssuer}-selfsigned`;
   return [
-    object("Issuer", selfSigned, { selfSigned: {} }),
-    object("Certificate", NAMES.caIssuer, {
+    object("Issuer", selfSigned, namespace, { selfSigned: {} }),
+    object("Certificate", NAMES.caIssuer, namespace, {
       isCA: true,
       commonName: "cache-io-webhook-ca",
       secretName: NAMES.caIssuer,
@@ -33,10 +33,10 @@ export function certManagerObjects(): CrdObject[] {
       privateKey: { algorithm: "ECDSA", size: 256 },
       issuerRef: { kind: "Issuer", name: selfSigned },
     }),
-    object("Issuer", NAMES.caIssuer, { ca: { secretName: NAMES.caIssuer } }),
-    object("Certificate", NAMES.webhook, {
+    object("Issuer", NAMES.caIssuer, namespace, { ca: { secretName: NAMES.caIssuer } }),
+    object("Certificate", NAMES.webhook, namespace, {
       secretName: NAMES.tlsSecret,
-      dnsNames: serviceDnsNames(NAMES.webhook, NAMESPACE),
+      dnsNames: serviceDnsNames(NAMES.webhook, namespace),
       duration: "8760h",
       renewBefore: "720h",
       privateKey: { algorithm: "ECDSA", size: 256, rotationPolicy: "Always" },

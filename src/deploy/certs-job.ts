@@ -1,7 +1,7 @@
 // The cert bootstrap: a Job that runs `cache-io certs install` once at install time,
 // a CronJob that runs it daily to renew before expiry, and the least RBAC it needs.
 import type { KubernetesObject, V1ClusterRole, V1ClusterRoleBinding, V1CronJob, V1Job, V1JobSpec, V1Role, V1RoleBinding } from "@kubernetes/client-node";
-import { IMAGE, NAMES, NAMESPACE, labels } from "./names.js";
+import { DEFAULT_TARGET, NAMES, labels, type Target } from "./names.js";
 import { cliContainer, fieldEnv, resources, restrictedPod, tmpMount, tmpVolume } from "./security.js";
 import { serviceAccount } from "./webhook.js";
 
@@ -45,20 +45,20 @@ function jobSpec(image: string): V1JobSpec {
   };
 }
 
-export function certsJob(image = IMAGE): V1Job {
+export function certsJob(t: Target = DEFAULT_TARGET, name: string = NAMES.certs): V1Job {
   return {
     apiVersion: "batch/v1",
     kind: "Job",
-    metadata: { name: NAMES.certs, namespace: NAMESPACE, labels: labels(component) },
-    spec: jobSpec(image),
+    metadata: { name, namespace: t.namespace, labels: labels(component) },
+    spec: jobSpec(t.image),
   };
 }
 
-export function certsCronJob(image = IMAGE): V1CronJob {
+export function certsCronJob(t: Target = DEFAULT_TARGET): V1CronJob {
   return {
     apiVersion: "batch/v1",
     kind: "CronJob",
-    metadata: { name: NAMES.certsRenew, namespace: NAMESPACE, labels: labels(component) },
+    metadata: { name: NAMES.certsRenew, namespace: t.namespace, labels: labels(component) },
     spec: {
       // Daily; a run renews only when fewer than --renew-before days remain.
       schedule: "17 3 * * *",
@@ -66,7 +66,7 @@ export function certsCronJob(image = IMAGE): V1CronJob {
       startingDeadlineSeconds: 3600,
       successfulJobsHistoryLimit: 1,
       failedJobsHistoryLimit: 3,
-      jobTemplate: { metadata: { labels: labels(component) }, spec: jobSpec(image) },
+      jobTemplate: { metadata: { labels: labels(component) }, spec: jobSpec(t.image) },
     },
   };
 }
@@ -76,13 +76,13 @@ export function certsCronJob(image = IMAGE): V1CronJob {
  * against the requests it records). `create` cannot be limited by resourceNames: the
  * RBAC authorizer does not see the name of an object being created.
  */
-export function certsRbac(): [V1Role, V1RoleBinding, V1ClusterRole, V1ClusterRoleBinding] {
-  const subjects = [{ kind: "ServiceAccount", name: NAMES.certs, namespace: NAMESPACE }];
+export function certsRbac(namespace: string): [V1Role, V1RoleBinding, V1ClusterRole, V1ClusterRoleBinding] {
+  const subjects = [{ kind: "ServiceAccount", name: NAMES.certs, namespace }];
   return [
     {
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "Role",
-      metadata: { name: NAMES.certs, namespace: NAMESPACE, labels: labels(component) },
+      metadata: { name: NAMES.certs, namespace, labels: labels(component) },
       rules: [
         { apiGroups: [""], resources: ["secrets"], resourceNames: [NAMES.tlsSecret], verbs: ["get", "update"] },
         { apiGroups: [""], resources: ["secrets"], verbs: ["create"] },
@@ -91,7 +91,7 @@ export function certsRbac(): [V1Role, V1RoleBinding, V1ClusterRole, V1ClusterRol
     {
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "RoleBinding",
-      metadata: { name: NAMES.certs, namespace: NAMESPACE, labels: labels(component) },
+      metadata: { name: NAMES.certs, namespace, labels: labels(component) },
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: NAMES.certs },
       subjects,
     },
@@ -113,6 +113,7 @@ export function certsRbac(): [V1Role, V1RoleBinding, V1ClusterRole, V1ClusterRol
   ];
 }
 
-export function certsObjects(image = IMAGE): KubernetesObject[] {
-  return [serviceAccount(NAMES.certs, component, true), ...certsRbac(), certsJob(image), certsCronJob(image)];
+/** `jobName`: the Helm chart names the Job per release revision (a Job's template is immutable). */
+export function certsObjects(t: Target = DEFAULT_TARGET, jobName: string = NAMES.certs): KubernetesObject[] {
+  return [serviceAccount(NAMES.certs, component, true, t.namespace), ...certsRbac(t.namespace), certsJob(t, jobName), certsCronJob(t)];
 }

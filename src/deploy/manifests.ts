@@ -4,6 +4,7 @@ import { stringify } from "yaml";
 import { defaultPolicy } from "../policy/load.js";
 import { DEFAULT_POLICY_YAML } from "../policy/default.js";
 import { certManagerObjects } from "./cert-manager.js";
+import { chartFiles } from "./chart.js";
 import { certsObjects } from "./certs-job.js";
 import { namespace, priorityClass } from "./cluster.js";
 import { nodeCacheObjects } from "./node-cache.js";
@@ -29,5 +30,6 @@ export function generatedFiles(): Map<string, string> {
     // Byte for byte the embedded default, so the ConfigMap and the binary agree.
     ["base/policy.yaml", DEFAULT_POLICY_YAML],
     ["components/cert-manager/certificates.yaml", toYaml(certManagerObjects())],
+    ...chartFiles(),
   ]);
 }

@@ -1,8 +1,8 @@
 // The node cache DaemonSet and its RBAC, with the port and root taken from the policy
 // so the hostPort and hostPath match what the webhook writes into pods.
-import type { KubernetesObject, V1ClusterRole, V1ClusterRoleBinding, V1DaemonSet, V1SecurityContext } from "@kubernetes/client-node";
+import type { KubernetesObject, V1ClusterRole, V1ClusterRoleBinding, V1DaemonSet, V1ResourceRequirements, V1SecurityContext } from "@kubernetes/client-node";
 import type { Policy } from "../policy/schema.js";
-import { IMAGE, NAMES, NAMESPACE, PATHS, labels, selectorLabels } from "./names.js";
+import { DEFAULT_TARGET, NAMES, PATHS, labels, selectorLabels, type Target } from "./names.js";
 import { cliContainer, fieldEnv, policyMount, policyVolume, resources, tmpMount, tmpVolume } from "./security.js";
 import { serviceAccount } from "./webhook.js";
 
@@ -33,12 +33,14 @@ function probe(path: string, periodSeconds: number, failureThreshold: number) {
   return { httpGet: { path, port: "http" }, periodSeconds, failureThreshold, timeoutSeconds: 2 };
 }
 
-export function nodeCacheDaemonSet(policy: Policy, image = IMAGE): V1DaemonSet {
+export const NODE_CACHE_RESOURCES: V1ResourceRequirements = resources({ cpu: "100m", memory: "128Mi" }, { cpu: "2", memory: "1Gi" });
+
+export function nodeCacheDaemonSet(policy: Policy, t: Target = DEFAULT_TARGET, res: V1ResourceRequirements = NODE_CACHE_RESOURCES): V1DaemonSet {
   const { root, port } = policy.cache;
   return {
     apiVersion: "apps/v1",
     kind: "DaemonSet",
-    metadata: { name: NAMES.nodeCache, namespace: NAMESPACE, labels: labels(component) },
+    metadata: { name: NAMES.nodeCache, namespace: t.namespace, labels: labels(component) },
     spec: {
       selector: { matchLabels: selectorLabels(component) },
       updateStrategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 1 } },
@@ -55,14 +57,14 @@ export function nodeCacheDaemonSet(policy: Policy, image = IMAGE): V1DaemonSet {
           terminationGracePeriodSeconds: 30,
           securityContext: { seccompProfile: { type: "RuntimeDefault" } },
           containers: [
-            cliContainer("cache", image, ["cache", "--policy", PATHS.policyFile], {
+            cliContainer("cache", t.image, ["cache", "--policy", PATHS.policyFile], {
               env: [fieldEnv("NODE_NAME", "spec.nodeName")],
               // Pods reach the cache at http://$(NODE_IP):<port>.
               ports: [{ name: "http", containerPort: port, hostPort: port, protocol: "TCP" }],
               startupProbe: probe("/healthz", 5, 60),
               readinessProbe: probe("/readyz", 5, 3),
               livenessProbe: probe("/healthz", 10, 6),
-              resources: resources({ cpu: "100m", memory: "128Mi" }, { cpu: "2", memory: "1Gi" }),
+              resources: structuredClone(res),
               securityContext: nodeCacheSecurityContext(),
               // The same path inside and out: the policy's root is both where the
               // cache writes and the hostPath the webhook mounts into pods.
@@ -77,7 +79,7 @@ export function nodeCacheDaemonSet(policy: Policy, image = IMAGE): V1DaemonSet {
 }
 
 /** Pods on its own node only: the cache lists/watches with fieldSelector spec.nodeName. */
-export function nodeCacheRbac(): [V1ClusterRole, V1ClusterRoleBinding] {
+export function nodeCacheRbac(namespace: string): [V1ClusterRole, V1ClusterRoleBinding] {
   return [
     {
       apiVersion: "rbac.authorization.k8s.io/v1",
@@ -90,11 +92,11 @@ export function nodeCacheRbac(): [V1ClusterRole, V1ClusterRoleBinding] {
       kind: "ClusterRoleBinding",
       metadata: { name: NAMES.nodeCache, labels: labels(component) },
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: NAMES.nodeCache },
-      subjects: [{ kind: "ServiceAccount", name: NAMES.nodeCache, namespace: NAMESPACE }],
+      subjects: [{ kind: "ServiceAccount", name: NAMES.nodeCache, namespace }],
     },
   ];
 }
 
-export function nodeCacheObjects(policy: Policy, image = IMAGE): KubernetesObject[] {
-  return [serviceAccount(NAMES.nodeCache, component, true), ...nodeCacheRbac(), nodeCacheDaemonSet(policy, image)];
+export function nodeCacheObjects(policy: Policy, t: Target = DEFAULT_TARGET, res: V1ResourceRequirements = NODE_CACHE_RESOURCES): KubernetesObject[] {
+  return [serviceAccount(NAMES.nodeCache, component, true, t.namespace), ...nodeCacheRbac(t.namespace), nodeCacheDaemonSet(policy, t, res)];
 }

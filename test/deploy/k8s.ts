@@ -112,3 +112,31 @@ export function selects(selector: V1LabelSelector, labels: Record<string, string
     }
   });
 }
+
+/** cert-manager.io/v1 and monitoring.coreos.com/v1 have no schema package here: checked by hand. */
+export function checkCustomResource(o: Obj, namespace = "cache-io"): string[] {
+  const e: string[] = [];
+  const need = (cond: boolean, what: string) => cond || e.push(`${o.kind}/${o.metadata.name}: ${what}`);
+  need(typeof o.metadata?.name === "string" && o.metadata.namespace === namespace, `needs metadata.name and namespace ${namespace}`);
+  if (o.apiVersion === "cert-manager.io/v1" && o.kind === "Issuer") need(!!(o.spec?.selfSigned || o.spec?.ca?.secretName), "Issuer needs spec.selfSigned or spec.ca.secretName");
+  else if (o.apiVersion === "cert-manager.io/v1" && o.kind === "Certificate") {
+    need(typeof o.spec?.secretName === "string", "spec.secretName");
+    need(o.spec?.issuerRef?.kind === "Issuer" && typeof o.spec.issuerRef.name === "string", "spec.issuerRef {kind: Issuer, name}");
+    need(o.spec.isCA === true ? typeof o.spec.commonName === "string" : Array.isArray(o.spec.dnsNames) && o.spec.dnsNames.length > 0, "commonName (CA) or dnsNames");
+  } else if (o.apiVersion === "monitoring.coreos.com/v1" && o.kind === "PrometheusRule") {
+    need(Array.isArray(o.spec?.groups) && o.spec.groups.length > 0, "spec.groups");
+    for (const g of o.spec?.groups ?? []) {
+      need(typeof g.name === "string" && Array.isArray(g.rules), "each group needs name and rules");
+      for (const r of g.rules ?? []) {
+        need(typeof r.alert === "string" && typeof r.expr === "string" && r.expr.trim() !== "", `rule ${r.alert}: alert and expr`);
+        need(/^\d+[smh]$/.test(r.for ?? "0s"), `rule ${r.alert}: for must be a duration`);
+        need(["critical", "warning", "info"].includes(r.labels?.severity), `rule ${r.alert}: labels.severity`);
+        need(typeof r.annotations?.summary === "string" && typeof r.annotations?.description === "string", `rule ${r.alert}: summary and description`);
+      }
+    }
+  } else if (o.apiVersion === "monitoring.coreos.com/v1" && o.kind === "PodMonitor") {
+    need(!!o.spec?.selector?.matchLabels, "spec.selector.matchLabels");
+    need(Array.isArray(o.spec?.podMetricsEndpoints) && o.spec.podMetricsEndpoints.every((p: Obj) => typeof p.port === "string" && p.path === "/metrics"), "podMetricsEndpoints with a named port and /metrics");
+  } else e.push(`${o.apiVersion} ${o.kind}: not a kind this install should contain`);
+  return e;
+}

@@ -6,39 +6,11 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { serviceDnsNames } from "../../src/certs/generate.js";
-import { find, isBuiltIn, kustomize, podSpecOf, validate, type Obj } from "./k8s.js";
+import { checkCustomResource, find, isBuiltIn, kustomize, podSpecOf, validate, type Obj } from "./k8s.js";
 
 const ENTRIES = ["deploy/base", "deploy/default", "deploy/overlays/cert-manager", "deploy/overlays/host-network", "deploy/monitoring"];
 const CERTS_OBJECTS = ["Job/cache-io-certs", "CronJob/cache-io-certs-renew", "ServiceAccount/cache-io-certs", "Role/cache-io-certs", "RoleBinding/cache-io-certs", "ClusterRole/cache-io-certs", "ClusterRoleBinding/cache-io-certs"];
 const ids = (objs: Obj[]) => objs.map((o) => `${o.kind}/${o.metadata.name}`);
-
-/** cert-manager.io/v1 and monitoring.coreos.com/v1 have no schema package here: checked by hand. */
-function checkCustomResource(o: Obj): string[] {
-  const e: string[] = [];
-  const need = (cond: boolean, what: string) => cond || e.push(`${o.kind}/${o.metadata.name}: ${what}`);
-  need(typeof o.metadata?.name === "string" && o.metadata.namespace === "cache-io", "needs metadata.name and namespace cache-io");
-  if (o.apiVersion === "cert-manager.io/v1" && o.kind === "Issuer") need(!!(o.spec?.selfSigned || o.spec?.ca?.secretName), "Issuer needs spec.selfSigned or spec.ca.secretName");
-  else if (o.apiVersion === "cert-manager.io/v1" && o.kind === "Certificate") {
-    need(typeof o.spec?.secretName === "string", "spec.secretName");
-    need(o.spec?.issuerRef?.kind === "Issuer" && typeof o.spec.issuerRef.name === "string", "spec.issuerRef {kind: Issuer, name}");
-    need(o.spec.isCA === true ? typeof o.spec.commonName === "string" : Array.isArray(o.spec.dnsNames) && o.spec.dnsNames.length > 0, "commonName (CA) or dnsNames");
-  } else if (o.apiVersion === "monitoring.coreos.com/v1" && o.kind === "PrometheusRule") {
-    need(Array.isArray(o.spec?.groups) && o.spec.groups.length > 0, "spec.groups");
-    for (const g of o.spec?.groups ?? []) {
-      need(typeof g.name === "string" && Array.isArray(g.rules), "each group needs name and rules");
-      for (const r of g.rules ?? []) {
-        need(typeof r.alert === "string" && typeof r.expr === "string" && r.expr.trim() !== "", `rule ${r.alert}: alert and expr`);
-        need(/^\d+[smh]$/.test(r.for ?? "0s"), `rule ${r.alert}: for must be a duration`);
-        need(["critical", "warning", "info"].includes(r.labels?.severity), `rule ${r.alert}: labels.severity`);
-        need(typeof r.annotations?.summary === "string" && typeof r.annotations?.description === "string", `rule ${r.alert}: summary and description`);
-      }
-    }
-  } else if (o.apiVersion === "monitoring.coreos.com/v1" && o.kind === "PodMonitor") {
-    need(!!o.spec?.selector?.matchLabels, "spec.selector.matchLabels");
-    need(Array.isArray(o.spec?.podMetricsEndpoints) && o.spec.podMetricsEndpoints.every((p: Obj) => typeof p.port === "string" && p.path === "/metrics"), "podMetricsEndpoints with a named port and /metrics");
-  } else e.push(`${o.apiVersion} ${o.kind}: not a kind this install should contain`);
-  return e;
-}
 
 describe.each(ENTRIES)("%s", (dir) => {
   it("renders, and every object validates", async () => {
