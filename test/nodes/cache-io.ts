@@ -6,6 +6,7 @@
 import { execFileSync } from "node:child_process";
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { KubeConfig } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
 import { startCache, type RunningCache } from "../../src/cache/index.js";
 import { caBundleBase64, generateBundle, writeBundle } from "../../src/certs/generate.js";
@@ -41,10 +42,15 @@ export function loadPolicy(text: string): Policy {
 }
 
 /** The node cache on the host, bound to one node's bridge address (what its pods reach as status.hostIP). */
-export async function startNodeCache(policy: Policy, host: string): Promise<RunningCache> {
+export async function startNodeCache(policy: Policy, host: string, watch?: { nodeName: string; kubeconfig: string }): Promise<RunningCache> {
   mkdirSync(policy.cache.root, { recursive: true });
   chmodSync(policy.cache.root, 0o755);
-  return startCache({ root: policy.cache.root, host, port: policy.cache.port, policy: () => policy });
+  let kubeConfig: KubeConfig | null = null;
+  if (watch) {
+    kubeConfig = new KubeConfig();
+    kubeConfig.loadFromFile(watch.kubeconfig);
+  }
+  return startCache({ root: policy.cache.root, host, port: policy.cache.port, policy: () => policy, nodeName: watch?.nodeName, kubeConfig });
 }
 
 export interface Webhook {

@@ -32,7 +32,15 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export async function startStack(o: { index: number; fetcher?: Record<string, unknown>; cache?: Record<string, unknown> }): Promise<Stack> {
+export interface StackOptions {
+  index: number;
+  fetcher?: Record<string, unknown>;
+  cache?: Record<string, unknown>;
+  /** The node cache watches the node's pods (admin kubeconfig) to know which files are mounted. */
+  watchPods?: boolean;
+}
+
+export async function startStack(o: StackOptions): Promise<Stack> {
   const images = buildImages();
   const dir = mkdtempSync(join(tmpdir(), "cache-io-nodes-stack-"));
   const root = join(dir, "cache-root");
@@ -51,7 +59,7 @@ export async function startStack(o: { index: number; fetcher?: Record<string, un
     undo.push(() => origin.close());
     const text = policyYaml({ root, port: await freePort(node.ip), fetcherImage: images.refs.curl, fetcher: o.fetcher, cache: o.cache });
     const policy = loadPolicy(text);
-    const cache = await startNodeCache(policy, node.ip);
+    const cache = await startNodeCache(policy, node.ip, o.watchPods ? { nodeName: node.name, kubeconfig: cp.kubeconfig } : undefined);
     undo.push(() => cache.close(100));
     const webhook = await startWebhook(cp.kube, k8sBinDir(), dir, writePolicy(dir, text));
     undo.push(() => webhook.stop());
