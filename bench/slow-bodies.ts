@@ -2,8 +2,9 @@
 // but its last byte and stall. Measures the webhook process's RSS (VmRSS from /proc)
 // before and at peak, what each stalled connection was answered and when, and how long
 // an ordinary review took meanwhile. `--unlimited` lifts the serving limits (as before
-// they existed), to compare.
-// Run: npx tsx bench/slow-bodies.ts [--connections 60] [--unlimited] [--from-source]
+// they existed), to compare. `--dense` sends complete reviews instead, each ~0.8 MB of
+// 33,000 small objects (just under the JSON value cap), all at once: the parse cost.
+// Run: npx tsx bench/slow-bodies.ts [--connections 60] [--unlimited] [--dense] [--from-source] [-- <webhook flags>]
 import { readFileSync } from "node:fs";
 import { request } from "node:https";
 import { join } from "node:path";
@@ -17,6 +18,9 @@ const UNLIMITED = ["--max-in-flight-bytes", String(2 ** 40), "--body-timeout-ms"
 interface Settings {
   connections: number;
   unlimited: boolean;
+  dense: boolean;
+  /** Passed to `cache-io webhook` (what follows `--` on the command line), e.g. --max-in-flight-bytes 8388608. */
+  webhookArgs: string[];
   fromSource: boolean;
   /** How long to watch after the bodies are sent. */
   watchMs: number;
@@ -24,6 +28,7 @@ interface Settings {
 
 export interface SlowBodiesResult {
   connections: number;
+  scenario: "stalled 3 MiB bodies" | "dense complete reviews";
   limits: "default" | "unlimited";
   rssBeforeMiB: number;
   rssPeakMiB: number;
@@ -42,8 +47,16 @@ function rssMiB(pid: number): number {
   return Math.round((kb / 1024) * 10) / 10;
 }
 
-function review(port: number, ca: string): Promise<{ status: number; ms: number }> {
-  const body = readFileSync(join(ROOT, "examples", "admission-review.json"));
+const EXAMPLE = () => readFileSync(join(ROOT, "examples", "admission-review.json"));
+
+/** The example review with 33,000 extra env entries: ~0.8 MB and ~99,000 JSON values. */
+function denseReview(): Buffer {
+  const review = JSON.parse(EXAMPLE().toString("utf8"));
+  review.request.object.spec.containers[0].env = Array.from({ length: 33_000 }, (_, i) => ({ name: `E${i}`, value: "v" }));
+  return Buffer.from(JSON.stringify(review));
+}
+
+function review(port: number, ca: string, body: Buffer = EXAMPLE()): Promise<{ status: number; ms: number }> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
     const req = request({ host: "127.0.0.1", servername: "localhost", port, ca, method: "POST", path: "/mutate", agent: false, headers: { "content-type": "application/json" } }, (res) => {
@@ -85,7 +98,7 @@ function stall(port: number, ca: string, until: Promise<void>): Promise<{ answer
 async function startWebhook(s: Settings): Promise<{ child: Child; port: number; ca: string }> {
   const certs = await tempDir("slow-bodies-certs");
   const entry = s.fromSource ? ["--import", "tsx", join(ROOT, "src", "cli", "main.ts")] : [CLI];
-  const args = [...entry, "webhook", "--port", "0", "--certs", certs, ...(s.unlimited ? UNLIMITED : [])];
+  const args = [...entry, "webhook", "--port", "0", "--certs", certs, ...(s.unlimited ? UNLIMITED : []), ...s.webhookArgs];
   const child = start(process.execPath, args, { cwd: ROOT, env: { LOG_LEVEL: "error" } });
   const port = Number((await waitForLog(child, /listening on https:\/\/[^\s]+:(\d+)/))[1]);
   return { child, port, ca: readFileSync(join(certs, "ca.crt"), "utf8") };
@@ -102,7 +115,10 @@ export async function slowBodies(s: Settings): Promise<SlowBodiesResult> {
     let stop!: () => void;
     const until = new Promise<void>((r) => (stop = r));
     const sampler = setInterval(() => (peak = Math.max(peak, rssMiB(child.pid))), 50);
-    const stalls = Array.from({ length: s.connections }, () => stall(port, ca, until));
+    const dense = s.dense ? denseReview() : undefined;
+    const stalls = Array.from({ length: s.connections }, () =>
+      dense ? review(port, ca, dense).then((r) => ({ answer: String(r.status), ms: r.ms }), () => ({ answer: "reset", ms: 0 })) : stall(port, ca, until),
+    );
     await sleep(500);
     const during = await review(port, ca);
     const timer = setTimeout(stop, s.watchMs);
@@ -115,6 +131,7 @@ export async function slowBodies(s: Settings): Promise<SlowBodiesResult> {
     for (const r of results) answers[r.answer] = (answers[r.answer] ?? 0) + 1;
     return {
       connections: s.connections,
+      scenario: s.dense ? "dense complete reviews" : "stalled 3 MiB bodies",
       limits: s.unlimited ? "unlimited" : "default",
       rssBeforeMiB: before,
       rssPeakMiB: peak,
@@ -129,11 +146,15 @@ export async function slowBodies(s: Settings): Promise<SlowBodiesResult> {
   }
 }
 
-function settings(argv: string[]): Settings {
+function settings(all: string[]): Settings {
+  const split = all.indexOf("--");
+  const argv = split < 0 ? all : all.slice(0, split);
   const at = argv.indexOf("--connections");
   return {
     connections: at >= 0 ? Number(argv[at + 1]) : 60,
     unlimited: argv.includes("--unlimited"),
+    dense: argv.includes("--dense"),
+    webhookArgs: split < 0 ? [] : all.slice(split + 1),
     fromSource: argv.includes("--from-source"),
     watchMs: 8000,
   };

@@ -20,17 +20,40 @@ export interface ServingLimits {
 export const DEFAULT_BODY_LIMIT = 3 * 1024 * 1024;
 
 /**
- * 32 MiB of bodies: ten reviews of the largest pod or thousands of ordinary ones at
- * once. Buffers cost about twice their size (TLS records, then the joined body), so
- * this bounds body memory near 64 MiB over the idle ~90 MiB.
+ * 16 MiB of bodies: five reviews of the largest pod, or hundreds of ordinary (~20 KB)
+ * ones, at once. Measured (bench/slow-bodies.ts): 60 stalled 3 MiB bodies peak near
+ * 105 MiB RSS, 60 dense 0.8 MB reviews at once near 160 MiB, from ~85 MiB idle.
  */
-export const DEFAULT_MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_MAX_IN_FLIGHT_BYTES = 16 * 1024 * 1024;
 
 /** The webhook configuration's timeoutSeconds is 5: a body that is not in after 2.5 s would miss it anyway. */
 export const DEFAULT_BODY_TIMEOUT_MS = 2500;
 
 /** kube-apiserver replicas keep a few keep-alive connections each; idle TLS connections cost ~50 KiB. */
 export const DEFAULT_MAX_CONNECTIONS = 256;
+
+/**
+ * JSON values (objects, arrays and members, counted by "{", "[" and "," outside strings)
+ * one review may hold. A 3 MiB body of `[],[],...` parses into a million arrays (~40 MiB
+ * each time); real pods, even 1.5 MiB ones, hold a few thousand values (their bulk is
+ * strings). 100,000 bounds one parse near 10 MiB.
+ */
+export const MAX_JSON_VALUES = 100_000;
+
+/** Whether `body` holds more than `max` JSON values; a byte scan, far cheaper than the parse it guards. */
+export function tooManyJsonValues(body: Buffer, max = MAX_JSON_VALUES): boolean {
+  let n = 0;
+  let inString = false;
+  for (let i = 0; i < body.length; i++) {
+    const b = body[i];
+    if (inString) {
+      if (b === 0x5c) i++; // backslash: skip the escaped byte
+      else if (b === 0x22) inString = false;
+    } else if (b === 0x22) inString = true;
+    else if ((b === 0x2c || b === 0x7b || b === 0x5b) && ++n > max) return true;
+  }
+  return false;
+}
 
 export const DEFAULT_LIMITS: ServingLimits = {
   bodyLimit: DEFAULT_BODY_LIMIT,

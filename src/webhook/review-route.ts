@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { WEBHOOK_PATHS } from "../shared/protocol.js";
 import { readBody } from "./body.js";
-import type { ByteBudget, ServingLimits } from "./limits.js";
+import { MAX_JSON_VALUES, tooManyJsonValues, type ByteBudget, type ServingLimits } from "./limits.js";
 import { review } from "./review.js";
 import type { WebhookAppOptions } from "./server.js";
 
@@ -55,6 +55,10 @@ export async function answerReview(path: ReviewPath, req: IncomingMessage, res: 
     }
     release = read.release;
     const raw = read.body;
+    if (tooManyJsonValues(raw)) {
+      metrics.reviews.inc({ path, outcome: "error", reason: "too-complex" });
+      return send(res, 413, { error: `request body holds more than ${MAX_JSON_VALUES} JSON values; a Pod's AdmissionReview holds far fewer` });
+    }
     let body: unknown;
     try {
       body = JSON.parse(raw.toString("utf8"));

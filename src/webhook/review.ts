@@ -1,9 +1,9 @@
 // admission.k8s.io/v1 AdmissionReview in, AdmissionReview out. Pure: no I/O, so the
 // server, the CLI and the tests all go through exactly this code.
 import type { V1Pod } from "@kubernetes/client-node";
-import jsonpatch from "fast-json-patch";
 import type { Policy } from "../policy/schema.js";
 import { decide, type ReasonCode } from "./decide.js";
+import { podPatch } from "./patch.js";
 
 export type Outcome = "patched" | "allowed" | "warned" | "denied" | "malformed";
 
@@ -76,7 +76,7 @@ export function review(body: unknown, policy: Policy, opts: { copyOnly: boolean 
         reason: decision.reason,
       };
     case "mutate": {
-      const patch = jsonpatch.compare(pod, decision.pod as object);
+      const patch = podPatch(pod, decision.pod);
       const warnings = decision.warnings.length ? { warnings: decision.warnings } : {};
       return {
         httpStatus: 200,

@@ -3,6 +3,7 @@
 // connections past the cap are closed, and ordinary reviews are answered meanwhile.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startWebhook, type RunningWebhook } from "../../src/cli/webhook.js";
+import { MAX_JSON_VALUES } from "../../src/webhook/limits.js";
 import { sampleValue } from "../../src/webhook/metrics.js";
 import { openRaw, plainReview, postHead, postReview, send, type RawConnection, type Target } from "../support/tls-client.js";
 import { makeCertDir } from "../support/tls-secret.js";
@@ -109,6 +110,23 @@ describe("bytes in flight", () => {
     expect(r.status).toBe(413);
     expect(r.ms).toBeLessThan(BODY_TIMEOUT_MS);
     expect(JSON.parse(r.text).error).toBe(`request body exceeds the ${3 * 1024 * 1024}-byte limit`);
+  });
+});
+
+describe("JSON complexity", () => {
+  it("answers 413 to a body under the size limit that holds more JSON values than any pod (it would parse into a million objects)", async () => {
+    const review = await plainReview("uid-dense");
+    review.request.object.spec.x = Array.from({ length: MAX_JSON_VALUES }, () => []);
+    const r = await send(target, { path: "/mutate", body: JSON.stringify(review) });
+    expect(r.status).toBe(413);
+    expect(r.json.error).toBe(`request body holds more than ${MAX_JSON_VALUES} JSON values; a Pod's AdmissionReview holds far fewer`);
+  });
+
+  it("does not count commas, brackets or escaped quotes inside strings", async () => {
+    const review = await plainReview("uid-strings");
+    review.request.object.metadata.annotations = { "example.com/blob": '[{\\",'.repeat(100_000) };
+    const r = await send(target, { path: "/mutate", body: JSON.stringify(review) });
+    expect(r.json.response).toEqual({ uid: "uid-strings", allowed: true });
   });
 });
 
