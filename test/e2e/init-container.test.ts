@@ -10,7 +10,7 @@ import { startCache, type RunningCache } from "../../src/cache/index.js";
 import { containerArgv, hostPathOf, runInitContainer, type InitRun } from "../../src/cache/kubelet.js";
 import { parsePolicy } from "../../src/policy/load.js";
 import type { Policy } from "../../src/policy/schema.js";
-import { ANNOTATION, RESERVED, cacheKey, objectDir } from "../../src/shared/protocol.js";
+import { ANNOTATION, MAX_ENCODED_URL_BYTES, RESERVED, cacheKey, objectDir, strictEncode } from "../../src/shared/protocol.js";
 import { decide } from "../../src/webhook/decide.js";
 import { pseudoRandom, startOrigin, type Origin } from "../support/origin.js";
 
@@ -133,6 +133,34 @@ describe("copy mode", () => {
     expect(seen).toBe(join(emptyDir, "train.tar"));
     expect(readFileSync(seen).equals(content)).toBe(true);
     expect(origin.gets("/data/train.tar")).toBe(1);
+  });
+});
+
+describe("the longest URL the webhook admits", () => {
+  let policy: Policy;
+  const content = pseudoRandom(100_000, 55);
+
+  beforeAll(async () => {
+    policy = await nodeCache("long", "originRetries: 0");
+  });
+
+  it("passes the node cache's header limit in both of copy mode's requests (no 431), and one character more is denied", async () => {
+    // "(a)" costs 7 characters once strictly percent-encoded: the request line is far longer than the URL.
+    const base = strictEncode(origin.url("/long/.bin")).length;
+    const m = Math.floor((MAX_ENCODED_URL_BYTES - base) / 7);
+    const path = `/long/${"(a)".repeat(m)}${"a".repeat(MAX_ENCODED_URL_BYTES - base - 7 * m)}.bin`;
+    origin.put(path, content);
+    const url = origin.url(path);
+    expect(strictEncode(url).length).toBe(MAX_ENCODED_URL_BYTES);
+    const emptyDir = mkdtempSync(join(dir, "emptydir-long-"));
+    const pod = injected("long", `${url}#name=long.bin`, policy, "copy");
+    const run = await runFetch(pod, emptyDir);
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    expect(readFileSync(join(emptyDir, "long.bin")).equals(content)).toBe(true);
+
+    const over = { metadata: { name: "over", annotations: { [ANNOTATION.files]: `${url.replace(".bin", "a.bin")}#name=x.bin` } }, spec: { containers: [{ name: "app" }] } };
+    expect(decide(over as V1Pod, policy, { namespace: "default", copyOnly: false })).toMatchObject({ action: "deny", reason: "invalid-annotation" });
   });
 });
 
