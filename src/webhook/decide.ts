@@ -30,7 +30,8 @@ export function decide(pod: V1Pod, policy: Policy, opts: DecideOptions): Decisio
   const warnings = unknownKeyWarnings(pod.metadata?.annotations);
   try {
     const skip = skipReason(pod);
-    if (skip) return { action: "skip", reason: skip, warnings };
+    // A reinvocation of a pod injected a moment ago was warned then; once is enough.
+    if (skip) return { action: "skip", reason: skip, warnings: skip === "already-injected" ? [] : warnings };
     checkShape(pod);
     const windows = windowsReason(pod);
     if (windows) return { action: "skip", reason: "windows-pod", warnings: [...warnings, `cache.io did not inject this pod: ${windows}`] };

@@ -52,6 +52,16 @@ describe("annotation mistakes are answered with warnings", () => {
     expect(w).toContain('"cache.io/files", "cache.io/mount-path", "cache.io/mode", "cache.io/containers", "cache.io/inject"');
   });
 
+  it("warns once: not again when the injected pod is reviewed again (reinvocation)", () => {
+    const first = admit(makePod(files(MODEL, { "cache.io/mountpath": "/models" })), policy);
+    expect(responseOf(first.result).warnings).toHaveLength(1);
+    expect(responseOf(admit(first.after, policy).result)).not.toHaveProperty("warnings");
+  });
+
+  it("warns on a pod that is opted out or has no cache.io/files (as `cache-io inject` sees it)", () => {
+    expect(admit(makePod({ "cache.io/file": MODEL }), policy).decision).toMatchObject({ reason: "not-annotated", warnings: [expect.stringContaining('did you mean "cache.io/files"?')] });
+  });
+
   it("warns on a denial too, beside the denial's message", () => {
     const { result } = admit(makePod(files("ftp://x/y", { "cache.io/contianers": "app" })), policy);
     expect(responseOf(result)).toMatchObject({ allowed: false, warnings: [expect.stringContaining('did you mean "cache.io/containers"?')] });
