@@ -1,6 +1,7 @@
 // What a slow or flooding caller may cost the webhook: stalled bodies are answered 408
 // at the body deadline, bodies past the shared in-flight budget get 503 at once,
 // connections past the cap are closed, and ordinary reviews are answered meanwhile.
+import { Agent } from "node:https";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startWebhook, type RunningWebhook } from "../../src/cli/webhook.js";
 import { MAX_JSON_VALUES } from "../../src/webhook/limits.js";
@@ -69,6 +70,22 @@ describe("slow bodies", () => {
     const t0 = Date.now();
     await c.closed;
     expect(Date.now() - t0).toBeLessThan(BODY_TIMEOUT_MS + 4000);
+  });
+});
+
+describe("keep-alive", () => {
+  it("a connection idle for longer than the body deadline still carries the next review (the deadline runs per request)", async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const first = await postReview({ ...target, agent }, "/mutate", await plainReview("uid-ka-1"));
+      expect(first.json.response.allowed).toBe(true);
+      await new Promise((r) => setTimeout(r, BODY_TIMEOUT_MS + 1000));
+      const second = await postReview({ ...target, agent }, "/mutate", await plainReview("uid-ka-2"));
+      expect(second.reusedSocket).toBe(true);
+      expect(second.json.response).toEqual({ uid: "uid-ka-2", allowed: true });
+    } finally {
+      agent.destroy();
+    }
   });
 });
 
