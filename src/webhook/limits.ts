@@ -83,6 +83,26 @@ export class ByteBudget {
   }
 }
 
+/**
+ * At most one log line per reason and interval for refused requests, so a flood costs
+ * log volume in proportion to time, not to requests; `suppressed` says how many were folded in.
+ */
+export class RefusalLog {
+  private last = new Map<string, { at: number; suppressed: number }>();
+  constructor(private readonly intervalMs = 1000) {}
+
+  /** The number of refusals folded into this line, or undefined when this one should not be logged. */
+  admit(reason: string, now = Date.now()): number | undefined {
+    const entry = this.last.get(reason);
+    if (entry && now - entry.at < this.intervalMs) {
+      entry.suppressed++;
+      return undefined;
+    }
+    this.last.set(reason, { at: now, suppressed: 0 });
+    return entry?.suppressed ?? 0;
+  }
+}
+
 /** Parse a positive integer flag or option; the error names the flag. */
 export function positiveInt(name: string, value: unknown): number {
   const n = Number(value);

@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { WEBHOOK_PATHS } from "../shared/protocol.js";
 import { readBody } from "./body.js";
-import { MAX_JSON_VALUES, tooManyJsonValues, type ByteBudget, type ServingLimits } from "./limits.js";
+import { MAX_JSON_VALUES, tooManyJsonValues, type ByteBudget, type RefusalLog, type ServingLimits } from "./limits.js";
 import { review } from "./review.js";
 import type { WebhookAppOptions } from "./server.js";
 
@@ -40,7 +40,15 @@ function refuseHeaders(req: IncomingMessage, limit: number): [number, string] | 
   return undefined;
 }
 
-export async function answerReview(path: ReviewPath, req: IncomingMessage, res: ServerResponse, opts: WebhookAppOptions, limits: ServingLimits, budget: ByteBudget): Promise<void> {
+/** What all reviews of one server share: the limits, the byte budget, the throttle on refusal logs. */
+export interface ServingState {
+  limits: ServingLimits;
+  budget: ByteBudget;
+  refusals: RefusalLog;
+}
+
+export async function answerReview(path: ReviewPath, req: IncomingMessage, res: ServerResponse, opts: WebhookAppOptions, state: ServingState): Promise<void> {
+  const { limits, budget } = state;
   const { metrics, log } = opts;
   let release = () => {};
   try {
@@ -50,7 +58,8 @@ export async function answerReview(path: ReviewPath, req: IncomingMessage, res: 
     if (!read.ok) {
       if (read.status === 0) return; // the client went away
       metrics.reviews.inc({ path, outcome: "error", reason: read.reason });
-      log?.warn({ path, status: read.status, reason: read.reason, remote: req.socket.remoteAddress }, read.error);
+      const suppressed = state.refusals.admit(read.reason);
+      if (suppressed !== undefined) log?.warn({ path, status: read.status, reason: read.reason, remote: req.socket.remoteAddress, suppressed }, read.error);
       return send(res, read.status, { error: read.error }, read.status !== 413);
     }
     release = read.release;

@@ -6,7 +6,7 @@ import express, { type ErrorRequestHandler } from "express";
 import type { Logger } from "../shared/log.js";
 import type { Policy } from "../policy/schema.js";
 import type { WebhookMetrics } from "./metrics.js";
-import { ByteBudget, DEFAULT_LIMITS, type ServingLimits } from "./limits.js";
+import { ByteBudget, DEFAULT_LIMITS, RefusalLog, type ServingLimits } from "./limits.js";
 import { answerReview, REVIEW_PATHS, type ReviewPath } from "./review-route.js";
 
 export { REVIEW_PATHS } from "./review-route.js";
@@ -53,11 +53,11 @@ function errorHandler(opts: WebhookAppOptions): ErrorRequestHandler {
 /** POST to a review path goes to the node:http hot path; everything else to express. */
 export function createWebhookApp(opts: WebhookAppOptions): RequestListener {
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const budget = new ByteBudget(limits.maxInFlightBytes);
+  const state = { limits, budget: new ByteBudget(limits.maxInFlightBytes), refusals: new RefusalLog() };
   const app = expressApp(opts);
   return (req, res) => {
     const path = (req.url ?? "").split("?")[0] as ReviewPath;
-    if (req.method === "POST" && Object.hasOwn(REVIEW_PATHS, path)) void answerReview(path, req, res, opts, limits, budget);
+    if (req.method === "POST" && Object.hasOwn(REVIEW_PATHS, path)) void answerReview(path, req, res, opts, state);
     else void app(req, res);
   };
 }

@@ -4,7 +4,7 @@
 import { Agent } from "node:https";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startWebhook, type RunningWebhook } from "../../src/cli/webhook.js";
-import { MAX_JSON_VALUES } from "../../src/webhook/limits.js";
+import { MAX_JSON_VALUES, RefusalLog } from "../../src/webhook/limits.js";
 import { sampleValue } from "../../src/webhook/metrics.js";
 import { openRaw, plainReview, postHead, postReview, send, type RawConnection, type Target } from "../support/tls-client.js";
 import { makeCertDir } from "../support/tls-secret.js";
@@ -157,5 +157,17 @@ describe("connections", () => {
     await idle[0]!.closed;
     await new Promise((r) => setTimeout(r, 100));
     expect((await quickReview("uid-after-cap")).json.response.allowed).toBe(true);
+  });
+});
+
+describe("refusal logs", () => {
+  it("log one line per reason and second, counting the refusals folded into it", () => {
+    const log = new RefusalLog(1000);
+    expect(log.admit("busy", 0)).toBe(0);
+    expect(log.admit("busy", 10)).toBeUndefined();
+    expect(log.admit("busy", 999)).toBeUndefined();
+    expect(log.admit("body-timeout", 999)).toBe(0);
+    expect(log.admit("busy", 1000)).toBe(2);
+    expect(log.admit("busy", 1500)).toBeUndefined();
   });
 });
