@@ -95,6 +95,9 @@ describe("downloads", () => {
     expect(perClient.body.toString()).toBe(
       "error: client 127.0.0.2 already has 4 downloads running, the limit per client address (cache.maxDownloadsPerClient=4); finish those first, or raise cache.maxDownloadsPerClient\n",
     );
+    const meanwhile = await getFrom(c, path, "127.0.0.1"); // another client is served while 127.0.0.2 is capped
+    expect(meanwhile.status).toBe(200);
+    expect(sha256Hex(meanwhile.body)).toBe(sha256);
     for (let i = 0; i < 2; i++) stalled.push(await stalledClient(c, path, "127.0.0.3"));
     const total = await getFrom(c, path, "127.0.0.4");
     expect(total.status).toBe(503);
