@@ -60,7 +60,7 @@ export async function answerReview(path: ReviewPath, req: IncomingMessage, res: 
       metrics.reviews.inc({ path, outcome: "error", reason: read.reason });
       const suppressed = state.refusals.admit(read.reason);
       if (suppressed !== undefined) log?.warn({ path, status: read.status, reason: read.reason, remote: req.socket.remoteAddress, suppressed }, read.error);
-      return send(res, read.status, { error: read.error }, read.status !== 413);
+      return send(res, read.status, { error: read.error }, read.close);
     }
     release = read.release;
     const raw = read.body;

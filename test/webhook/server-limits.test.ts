@@ -109,6 +109,25 @@ describe("bytes in flight", () => {
     expect(after.json.response).toEqual({ uid: "uid-big-after", allowed: true });
   });
 
+  it("a small refused body is read and discarded: the caller gets the 503, not a reset, and its connection stays usable", async () => {
+    const holder = await stalled(MAX_IN_FLIGHT - 5_000, 10);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const body = JSON.stringify(await plainReview("uid-small-refused"));
+      const padded = body.slice(0, -1) + " ".repeat(20_000 - body.length) + "}";
+      const refused = await send({ ...target, agent }, { path: "/mutate", body: padded });
+      expect(refused.status).toBe(503);
+      holder.destroy();
+      await holder.closed;
+      await new Promise((r) => setTimeout(r, 300)); // the server sees the close and gives the holder's bytes back
+      const again = await send({ ...target, agent }, { path: "/mutate", body: padded });
+      expect(again.reusedSocket).toBe(true);
+      expect(again.json.response).toEqual({ uid: "uid-small-refused", allowed: true });
+    } finally {
+      agent.destroy();
+    }
+  });
+
   it("answers 503 to a chunked body that grows past the budget", async () => {
     const holder = await stalled(700_000, 10);
     const c = await openRaw(target);
