@@ -20,7 +20,7 @@ import { fetcherOf } from "../support/pod-fixtures.js";
 import { makeCertDir } from "../support/tls-secret.js";
 import type { Api } from "./api.js";
 import { describeCluster } from "./context.js";
-import { adminApi, createNamespace, deleteNamespaces, SCOPE_LABEL, until } from "./kube.js";
+import { adminApi, createNamespace, deleteNamespaces, scopeLabel, until } from "./kube.js";
 import { freePort } from "./processes.js";
 import { pointAtHost, registerWebhookConfig, renderedWebhookConfig, startHostWebhook, type HostWebhook } from "./webhook-host.js";
 
@@ -54,7 +54,7 @@ describeCluster("the full loop: API server, scheduler, kwok node, init command, 
     const certs = await makeCertDir();
     hook = await startHostWebhook(certs.dir, ["--policy", join(dir, "policy.yaml")]);
     await registerWebhookConfig(api, pointAtHost(await renderedWebhookConfig(c), `cache-io-${SCOPE}`, [hook.port], certs.bundle.caCert, SCOPE));
-    await createNamespace(api, NS, { "cache.io/inject": "enabled", [SCOPE_LABEL]: SCOPE });
+    await createNamespace(api, NS, { "cache.io/inject": "enabled", ...scopeLabel(SCOPE) });
     await until("the webhook configuration in effect", async () => {
       const r = await api.req("POST", `/api/v1/namespaces/${NS}/pods?dryRun=All`, loopPod("probe", c.nodes[0]!.name));
       return r.status === 201 && fetcherOf(r.body) ? true : undefined;

@@ -1,14 +1,14 @@
 // The real `cache-io webhook` process on the host, and the MutatingWebhookConfiguration
 // deploy/ renders registered in the test cluster with only clientConfig rewritten to
 // `url: https://127.0.0.1:PORT/<path>` and the real caBundle (plus one namespaceSelector
-// term, SCOPE_LABEL, that keeps concurrent test files apart in the shared cluster).
+// term, scopeLabel(), that keeps concurrent test files apart in the shared cluster).
 import { spawn, type ChildProcess } from "node:child_process";
 import { request } from "node:https";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import type { Api } from "./api.js";
 import type { ClusterInfo } from "./harness.js";
-import { kubectl, SCOPE_LABEL, until } from "./kube.js";
+import { kubectl, until } from "./kube.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 
@@ -87,14 +87,14 @@ export async function renderedWebhookConfig(c: ClusterInfo): Promise<Mwc> {
 }
 
 /** The rendered configuration pointed at webhooks on the host (one URL per webhook entry,
- * cycling through `ports`) under a new name, scoped to namespaces labelled SCOPE_LABEL=scope. */
+ * cycling through `ports`) under a new name, scoped to namespaces labelled scopeLabel(scope). */
 export function pointAtHost(mwc: Mwc, name: string, ports: number[], caPem: string, scope: string): Mwc {
   const out = structuredClone(mwc);
   out.metadata = { name, labels: mwc.metadata.labels };
   out.webhooks.forEach((w: Mwc, i: number) => {
     const path = w.clientConfig.service.path;
     w.clientConfig = { url: `https://127.0.0.1:${ports[i % ports.length]}${path}`, caBundle: Buffer.from(caPem).toString("base64") };
-    w.namespaceSelector.matchExpressions.push({ key: SCOPE_LABEL, operator: "In", values: [scope] });
+    w.namespaceSelector.matchExpressions.push({ key: `cache-io.test/${scope}`, operator: "In", values: ["in"] });
   });
   return out;
 }

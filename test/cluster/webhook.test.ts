@@ -1,7 +1,7 @@
 // The webhook as the real kube-apiserver (v1.36) calls it: the `cache-io webhook` process
 // on the host, registered by the MutatingWebhookConfiguration deploy/ renders (only
 // clientConfig rewritten to https://127.0.0.1:PORT/<path> with the real caBundle, plus a
-// SCOPE_LABEL namespaceSelector term so other test files in the shared cluster are not
+// scopeLabel() namespaceSelector term so other test files in the shared cluster are not
 // affected). Pods go through the real admission chain: namespaceSelector and CEL
 // matchConditions evaluated by the API server, PodSecurity, LimitRanger, validation,
 // reinvocation, the controllers that create pods with generateName. No stand-ins here.
@@ -11,7 +11,7 @@ import { admit, app, DATA, fetcherOf, files, makePod, MODEL, realisticPods, SHA,
 import { makeCertDir } from "../support/tls-secret.js";
 import type { Api } from "./api.js";
 import { describeCluster } from "./context.js";
-import { adminApi, createNamespace, deleteNamespaces, kubectl, SCOPE_LABEL, until } from "./kube.js";
+import { adminApi, createNamespace, deleteNamespaces, kubectl, scopeLabel, until } from "./kube.js";
 import { startMutator, type Mutator } from "./mutator.js";
 import { pointAtHost, registerWebhookConfig, renderedWebhookConfig, reviewsByReason, reviewsTotal, startHostWebhook, type HostWebhook } from "./webhook-host.js";
 
@@ -20,7 +20,7 @@ const NS = {
   on: "wh-on", off: "wh-off", privileged: "wh-privileged", baseline: "wh-baseline", restricted: "wh-restricted",
   limits: "wh-limits", reinvoke: "wh-reinvoke",
 } as const;
-const ON = { "cache.io/inject": "enabled", [SCOPE_LABEL]: SCOPE };
+const ON = { "cache.io/inject": "enabled", ...scopeLabel(SCOPE) };
 const psa = (level: string) => ({ ...ON, "pod-security.kubernetes.io/enforce": level });
 const policy = testPolicy("");
 
@@ -74,7 +74,7 @@ describeCluster("the webhook behind the real kube-apiserver", (c) => {
     await registerWebhookConfig(api, pointAtHost(await renderedWebhookConfig(c), `cache-io-${SCOPE}`, [hook.port], ca, SCOPE));
     await Promise.all([
       createNamespace(api, NS.on, ON),
-      createNamespace(api, NS.off, { [SCOPE_LABEL]: SCOPE }),
+      createNamespace(api, NS.off, scopeLabel(SCOPE)),
       createNamespace(api, NS.privileged, psa("privileged")),
       createNamespace(api, NS.baseline, psa("baseline")),
       createNamespace(api, NS.restricted, psa("restricted")),
@@ -131,8 +131,10 @@ describeCluster("the webhook behind the real kube-apiserver", (c) => {
         await api.req("DELETE", `${podsPath(ns)}/untouched-${SCOPE}`, { gracePeriodSeconds: 0 });
       }
     } finally {
+      // cache.io/inject stays: another file may label these at the same time, and every
+      // configuration excludes them by name anyway.
       for (const ns of ["kube-system", "cache-io"]) {
-        await api.req("PATCH", `/api/v1/namespaces/${ns}`, { metadata: { labels: { "cache.io/inject": null, [SCOPE_LABEL]: null } } });
+        await api.req("PATCH", `/api/v1/namespaces/${ns}`, { metadata: { labels: { [`cache-io.test/${SCOPE}`]: null } } });
       }
     }
   });
