@@ -105,12 +105,12 @@ export const policySchema = z.strictObject({
       recentUseMaxKeys: z.number().int().min(1).default(10_000),
       /** A revalidation that fails transiently keeps serving the old copy at most this long past revalidateAfter. */
       maxStale: duration.default(86_400_000),
-      /** Downloads (/v1/objects and ensure streams) served at once, in all and per client address. */
+      /** /v1/objects downloads served at once, in all and per client address (ensure waiters hold no download slot). */
       maxDownloads: z.number().int().min(1).default(256),
       maxDownloadsPerClient: z.number().int().min(1).default(32),
       /** A download whose client takes no bytes for this long is cut. */
       sendTimeout: duration.default(60_000),
-      /** Origin fills in flight, in all and per origin host; more are refused with 503. */
+      /** Origin fills in flight, in all and per origin host name; more are refused with 503. */
       maxFills: z.number().int().min(1).default(32),
       maxFillsPerHost: z.number().int().min(1).default(8),
       /** A fill whose every waiter has gone is abandoned after this (pre-warm fills never are). */
