@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The one binary: `cache-io webhook | cache | inject | certs | prepull | policy`.
+// The one binary: `cache-io webhook | cache | inject | certs | prepull | policy | check`.
 // Each command's module is loaded only when it runs, so `inject` does not pay for
 // the Kubernetes client and `cache` does not load the webhook.
 // Exit codes: 0 success, 1 a denial or failure, 2 a usage error (unknown command or
@@ -145,6 +145,15 @@ policy
   .command("default")
   .description("print the embedded default policy")
   .action(async () => (await import("./policy.js")).printDefault());
+
+program
+  .command("check")
+  .description("check a cluster before (--pre) or after installing cache-io; exit 1 when a check fails (like linkerd check)")
+  .option("--pre", "pre-install checks: API version and features, the installer's RBAC, the namespace's Pod Security labels")
+  .option("-n, --namespace <ns>", "the namespace cache-io is (to be) installed in", dnsLabelArg("--namespace"), "cache-io")
+  .option("--test-namespace <ns>", "opted-in namespace for the dry-run pod (default: the first labelled cache.io/inject=enabled)", dnsLabelArg("--test-namespace"))
+  .addOption(new Option("-o, --output <format>", "output format").choices(["text", "json"]).default("text"))
+  .action(async (opts) => (await import("../check/cli.js")).run(opts));
 
 program
   .command("demo")
