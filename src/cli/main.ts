@@ -40,6 +40,14 @@ function intArg(flag: string, min: number, max: number, unit = ""): (value: stri
   };
 }
 
+function positiveIntArg(flag: string): (value: string) => string | undefined {
+  return (value) => {
+    if (value === "") return undefined;
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) <= 0) throw new InvalidArgumentError(`${flag} must be a positive integer, got "${value}".`);
+    return value;
+  };
+}
+
 function positiveArg(value: string): string {
   if (!(Number(value) > 0 && Number.isFinite(Number(value)))) throw new InvalidArgumentError("Use a positive number.");
   return value;
@@ -69,7 +77,11 @@ program.hook("preAction", (_program, action) => {
 });
 
 const webhook = addWebhookOptions(program.command("webhook").description("serve the mutating admission webhook over HTTPS"), policyOption);
-webhook.options.find((o) => o.long === "--port")?.argParser(portArg);
+// Its numeric flags (written `<n>`) are checked here too, so a bad value is a usage error.
+for (const o of webhook.options) {
+  if (o.long === "--port") o.argParser(portArg);
+  else if (o.flags.endsWith("<n>")) o.argParser(positiveIntArg(o.long!));
+}
 withLogOptions(webhook).action(async (opts) => (await import("./webhook.js")).run(opts));
 
 const cache = program

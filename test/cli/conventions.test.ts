@@ -66,6 +66,8 @@ describe("exit codes", () => {
     [["webhook", "--frob"], /unknown option '--frob'/],
     [["webhook", "--port", "http"], /option '--port <n>' argument 'http' is invalid\. Use a port number/],
     [["cache", "--port", "70000"], /argument '70000' is invalid/],
+    [["webhook", "--max-connections", "0"], /option '--max-connections <n>' argument '0' is invalid\. --max-connections must be a positive integer, got "0"/],
+    [["webhook", "--body-timeout-ms", "soon"], /argument 'soon' is invalid/],
     [["cache", "--log-format", "xml"], /argument 'xml' is invalid\. Allowed choices are json, text/],
     [["cache", "--log-level", "loud"], /argument 'loud' is invalid\. Allowed choices are fatal, error/],
     [["inject"], /required option '-f, --filename <file>' not specified/],
