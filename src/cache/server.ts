@@ -16,16 +16,19 @@ export interface ServerOptions {
   /** How long ensure waits before committing to 200 + progress, so fast failures get a real status. */
   ensureGraceMs?: number;
   progressIntervalMs?: number;
-  /** Open connections at most (each ensure waiter holds one); more are closed at once. */
-  maxConnections?: number;
+  /** Connection-level bounds (tests shorten them); defaults: SERVER_LIMITS. */
+  limits?: Partial<typeof SERVER_LIMITS>;
 }
 
 /** Connection-level bounds: a request must arrive quickly and be small; idle keep-alive ends. */
 export const SERVER_LIMITS = {
   headersTimeout: 10_000,
   requestTimeout: 30_000,
+  /** How often Node checks the two timeouts above (its default, 30 s, would let a slow client hold on 40 s). */
+  connectionsCheckingInterval: 2_000,
   keepAliveTimeout: 30_000,
   maxHeaderSize: 16 * 1024,
+  /** Open connections at most (each ensure waiter holds one); more are closed at once. */
   maxConnections: 4096,
 };
 
@@ -35,16 +38,18 @@ const ROUTE = /^\/v1\/(ensure|objects)\/(.*)$/;
 const progressStreams = new WeakSet<ServerResponse>();
 
 export function createCacheServer(cache: NodeCache, opts: ServerOptions = {}): http.Server {
-  const o = { ensureGraceMs: opts.ensureGraceMs ?? 1000, progressIntervalMs: opts.progressIntervalMs ?? 2000, maxConnections: opts.maxConnections ?? SERVER_LIMITS.maxConnections };
-  const { headersTimeout, requestTimeout, keepAliveTimeout, maxHeaderSize } = SERVER_LIMITS;
-  const server = http.createServer({ keepAliveTimeout, headersTimeout, requestTimeout, maxHeaderSize }, (req, res) => {
+  const o = { ensureGraceMs: opts.ensureGraceMs ?? 1000, progressIntervalMs: opts.progressIntervalMs ?? 2000 };
+  const { maxConnections, ...limits } = { ...SERVER_LIMITS, ...opts.limits };
+  const server = http.createServer(limits, (req, res) => {
     handle(cache, req, res, o).catch((err: unknown) => fail(res, asCacheError(err)));
   });
-  server.maxConnections = o.maxConnections;
+  server.maxConnections = maxConnections;
   return server;
 }
 
-async function handle(cache: NodeCache, req: IncomingMessage, res: ServerResponse, o: Required<ServerOptions>): Promise<void> {
+type Timing = { ensureGraceMs: number; progressIntervalMs: number };
+
+async function handle(cache: NodeCache, req: IncomingMessage, res: ServerResponse, o: Timing): Promise<void> {
   const [path = "", query = ""] = (req.url ?? "").split(/\?(.*)/s);
   const m = ROUTE.exec(path);
   if (m) {
@@ -92,7 +97,7 @@ type Outcome = { meta: ObjectMeta } | { err: CacheError };
  * period answers with its real status; after that the answer is 200 with a progress
  * line every interval and `done ...` at the end, or `error: ...` and a cut stream.
  */
-async function ensure(cache: NodeCache, res: ServerResponse, params: ObjectRequest, o: Required<ServerOptions>): Promise<void> {
+async function ensure(cache: NodeCache, res: ServerResponse, params: ObjectRequest, o: Timing): Promise<void> {
   const a = await cache.acquire(params);
   if ("meta" in a) {
     cache.metrics.ensuredBytes.inc(a.meta.size);

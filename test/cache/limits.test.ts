@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startCache, type RunningCache } from "../../src/cache/index.js";
+import type { ServerOptions } from "../../src/cache/server.js";
 import { parsePolicy } from "../../src/policy/load.js";
 import type { Policy } from "../../src/policy/schema.js";
 import { cacheKey, objectPath } from "../../src/shared/protocol.js";
@@ -38,11 +39,11 @@ afterAll(async () => {
   for (const r of roots) rmSync(r, { recursive: true, force: true });
 });
 
-async function newCache(yaml: string, resolve?: (host: string) => Promise<{ address: string; family: number }[]>): Promise<RunningCache> {
+async function newCache(yaml: string, resolve?: (host: string) => Promise<{ address: string; family: number }[]>, limits?: ServerOptions["limits"]): Promise<RunningCache> {
   const root = mkdtempSync(join(tmpdir(), "cache-limits-"));
   roots.push(root);
   const policy = policyOf(yaml);
-  const c = await startCache({ root, host: "127.0.0.1", port: 0, policy: () => policy, retryBaseMs: 20, ...(resolve ? { resolve } : {}) });
+  const c = await startCache({ root, host: "127.0.0.1", port: 0, policy: () => policy, retryBaseMs: 20, limits, ...(resolve ? { resolve } : {}) });
   caches.push(c);
   return c;
 }
@@ -200,4 +201,38 @@ describe("fills", () => {
     expect(existsSync(join(c.cache.store.dir(cacheKey(url)), "data"))).toBe(false);
     expect(readdirSync(join(c.cache.store.root, "tmp"))).toEqual([]);
   }, 20_000);
+});
+
+describe("connections", () => {
+  /** A raw connection; resolves when it is closed, with what the server sent. */
+  function rawConnection(c: RunningCache, send: string): { socket: Socket; done: Promise<string> } {
+    const socket = connect({ host: "127.0.0.1", port: c.port });
+    sockets.add(socket);
+    let got = "";
+    socket.on("data", (d: Buffer) => (got += d.toString("latin1")));
+    socket.on("error", () => undefined);
+    socket.once("connect", () => send && socket.write(send));
+    return { socket, done: new Promise((r) => socket.once("close", () => r(got))) };
+  }
+
+  it("closes a connection whose request headers do not arrive within headersTimeout", async () => {
+    const c = await newCache(`origins: {allow: ["127.0.0.1"]}`, undefined, { headersTimeout: 500, requestTimeout: 1000, connectionsCheckingInterval: 100 });
+    const t0 = Date.now();
+    const slow = rawConnection(c, "GET /healthz HTTP/1.1\r\nHost: cache\r\n"); // never ends its headers
+    const answer = await slow.done;
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(answer).toMatch(/^(HTTP\/1\.1 408|$)/);
+  });
+
+  it("closes connections past maxConnections at once", async () => {
+    const c = await newCache(`origins: {allow: ["127.0.0.1"]}`, undefined, { maxConnections: 3 });
+    const idle = [rawConnection(c, ""), rawConnection(c, ""), rawConnection(c, "")];
+    await Promise.all(idle.map((i) => new Promise((r) => (i.socket.readyState === "open" ? r(null) : i.socket.once("connect", r)))));
+    await sleep(100);
+    const extra = rawConnection(c, "GET /healthz HTTP/1.1\r\nHost: cache\r\n\r\n");
+    expect(await extra.done).toBe("");
+    for (const i of idle) i.socket.destroy();
+    await sleep(100);
+    expect((await fetchRaw(`${c.url}/healthz`)).status).toBe(200);
+  });
 });
