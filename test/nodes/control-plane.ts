@@ -1,7 +1,8 @@
 // A minimal control plane for the node tests until they run on the shared one
 // (test/cluster/): etcd, kube-apiserver on 127.0.0.1 (Node,RBAC, NodeRestriction,
-// ServiceAccount tokens) and kube-controller-manager (service accounts, root CA
-// configmaps, garbage collection). No scheduler: node tests bind pods by spec.nodeName.
+// ServiceAccount tokens), kube-controller-manager (all default controllers: service
+// accounts, root CA configmaps, GC, DaemonSets, Deployments, Jobs) and kube-scheduler.
+// Node tests bind their own pods by spec.nodeName; controllers' pods are scheduled.
 import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -34,7 +35,7 @@ export async function startControlPlane(bin: string): Promise<ControlPlane> {
   try {
     const ca = await makeCa("cache-io-nodes-ca");
     const admin = await issue(ca, "cache-io-nodes-admin", { groups: ["system:masters"] });
-    const serving = await issue(ca, "kube-apiserver", { san: { dns: ["localhost", "kubernetes.default.svc"], ips: ["127.0.0.1"] } });
+    const serving = await issue(ca, "kube-apiserver", { san: { dns: ["localhost", "kubernetes.default.svc"], ips: ["127.0.0.1", "10.96.0.1"] } });
     const sa = generateKeyPairSync("rsa", { modulusLength: 2048 });
     const f = (name: string, text: string) => (writeFileSync(join(dir, name), text, { mode: 0o600 }), join(dir, name));
     const files = {
@@ -59,7 +60,9 @@ export async function startControlPlane(bin: string): Promise<ControlPlane> {
       "--service-account-issuer=https://kubernetes.default.svc.cluster.local", `--service-account-key-file=${files.saPub}`, `--service-account-signing-key-file=${files.saKey}`,
       "--service-cluster-ip-range=10.96.0.0/16", "--endpoint-reconciler-type=none",
       // Reach kubelets (logs) at their InternalIP (the bridge address), never by resolving a host name.
-      "--kubelet-preferred-address-types=InternalIP", "--allow-privileged=true", "--profiling=false",
+      "--kubelet-preferred-address-types=InternalIP",
+      // Webhooks behind a Service are called at their endpoints (pod IPs on a node bridge): no kube-proxy here.
+      "--enable-aggregator-routing=true", "--allow-privileged=true", "--profiling=false",
     ], dir);
     procs.push(apiserver);
     const kube = new Kube(server, ca.cert, admin);
@@ -70,9 +73,13 @@ export async function startControlPlane(bin: string): Promise<ControlPlane> {
       `--kubeconfig=${adminConfig}`, `--authentication-kubeconfig=${adminConfig}`, `--authorization-kubeconfig=${adminConfig}`,
       "--use-service-account-credentials", `--root-ca-file=${files.ca}`, `--service-account-private-key-file=${files.saKey}`,
       "--leader-elect=false", "--bind-address=127.0.0.1", `--secure-port=${await freePort()}`,
-      "--controllers=serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,garbage-collector-controller,namespace-controller",
+      `--cluster-signing-cert-file=${files.ca}`, `--cluster-signing-key-file=${files.caKey}`, "--controllers=*",
     ], dir);
-    procs.push(kcm);
+    const scheduler = startProc("kube-scheduler", join(bin, "kube-scheduler"), [
+      `--kubeconfig=${adminConfig}`, `--authentication-kubeconfig=${adminConfig}`, `--authorization-kubeconfig=${adminConfig}`,
+      "--leader-elect=false", "--bind-address=127.0.0.1", `--secure-port=${await freePort()}`,
+    ], dir);
+    procs.push(kcm, scheduler);
     await waitFor("the default ServiceAccount", async () => ((await kube.get("/api/v1/namespaces/default/serviceaccounts/default")).status === 200 ? true : undefined), { timeoutMs: READY_MS, proc: kcm });
     return { dir, server, kubeconfig: adminConfig, ca, admin, kube, stop };
   } catch (err) {

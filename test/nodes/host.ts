@@ -84,3 +84,25 @@ export function cniCacheEntries(network: string): string[] {
   const d = "/var/lib/cni/results";
   return existsSync(d) ? readdirSync(d).filter((e) => e.startsWith(`${network}-`)) : [];
 }
+
+/**
+ * The portmap CNI plugin (hostPort) leaves its shared nat chains behind. Once no port
+ * mapping of any container is left (no CNI-DN-* chain), remove the jumps and the chains.
+ */
+export async function removeIdlePortmapChains(): Promise<void> {
+  const nat = (await run("iptables-save", ["-t", "nat"])).stdout;
+  if (/^:CNI-DN-/m.test(nat) || !/^:CNI-HOSTPORT-/m.test(nat)) return;
+  for (const line of nat.split("\n")) {
+    const m = /^-A (PREROUTING|OUTPUT|POSTROUTING) (.*-j CNI-HOSTPORT-\S+)$/.exec(line);
+    if (m) await run("iptables", ["-t", "nat", "-D", m[1]!, ...splitRule(m[2]!)]);
+  }
+  for (const chain of ["CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK"]) {
+    await run("iptables", ["-t", "nat", "-F", chain]);
+    await run("iptables", ["-t", "nat", "-X", chain]);
+  }
+}
+
+/** Split an iptables-save rule into argv (double-quoted words, as iptables-save writes comments). */
+export function splitRule(rule: string): string[] {
+  return [...rule.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)].map((m) => (m[1] !== undefined ? m[1].replace(/\\(.)/g, "$1") : m[2]!));
+}

@@ -21,6 +21,7 @@ export interface KubeletSpec {
   socket: string;
   port: number;
   healthzPort: number;
+  taint: boolean;
 }
 
 export function kubeletConfig(s: KubeletSpec): string {
@@ -75,7 +76,7 @@ export async function startKubelet(s: KubeletSpec): Promise<Proc> {
     `--hostname-override=${s.name}`,
     `--node-ip=${s.ip}`,
     // Only pods that tolerate it land here (not DaemonSets other tests create for fake nodes).
-    `--register-with-taints=${NODE_TAINT.key}=${NODE_TAINT.value}:${NODE_TAINT.effect}`,
+    ...(s.taint ? [`--register-with-taints=${NODE_TAINT.key}=${NODE_TAINT.value}:${NODE_TAINT.effect}`] : []),
     "--v=1",
   ], s.dir);
 }

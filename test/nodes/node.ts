@@ -7,9 +7,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { importImages, removeAllContainers, startContainerd, type Containerd } from "./containerd.js";
-import { createBridge, deleteLink, deleteNetns, pidsMentioning, removeCniCache, removeLogLinksInto, unmountUnder } from "./host.js";
+import { createBridge, deleteLink, deleteNetns, pidsMentioning, removeCniCache, removeIdlePortmapChains, removeLogLinksInto, unmountUnder } from "./host.js";
 import type { Kube, Pem } from "./kube.js";
 import { startKubelet } from "./kubelet.js";
+import { startServiceProxy, type ServiceProxy } from "./service-proxy.js";
 import { freePort, killNow, stopProc, waitFor, type Proc } from "./proc.js";
 
 export interface NodeOptions {
@@ -25,6 +26,10 @@ export interface NodeOptions {
   /** docker-save archives to import. */
   images: string[];
   readyTimeoutMs?: number;
+  /** Make the `kubernetes` Service (10.96.0.1:443) reach the API server from this node's pods. */
+  kubernetesService?: boolean;
+  /** Register with NODE_TAINT (default true): only pods that tolerate it land here. */
+  taint?: boolean;
 }
 
 export interface TestNode {
@@ -58,20 +63,29 @@ export async function startNode(o: NodeOptions): Promise<TestNode> {
   const dir = mkdtempSync(join(tmpdir(), `cache-io-node-${o.name}-`));
   const procs: Proc[] = [];
   let containerd: Containerd | undefined;
+  let proxy: ServiceProxy | undefined;
   const emergency = () => procs.forEach(killNow);
   process.once("exit", emergency);
   const stop = async () => {
     process.removeListener("exit", emergency);
-    await teardown({ o, dir, bridge, network, containerd, kubelet: procs.find((p) => p.name === "kubelet"), procs });
+    try {
+      await teardown({ o, dir, bridge, network, containerd, kubelet: procs.find((p) => p.name === "kubelet"), procs });
+    } finally {
+      await proxy?.remove();
+    }
   };
   try {
     await createBridge(bridge, `${ip}/24`);
+    if (o.kubernetesService) {
+      const api = new URL(o.kube.server);
+      proxy = await startServiceProxy(bridge, ip, { host: api.hostname, port: Number(api.port) });
+    }
     containerd = await startContainerd({ dir, bridge, network, subnet: `10.88.${o.index}.0/24`, gateway: ip, streamPort: await freePort() });
     procs.push(containerd.proc);
     await importImages(containerd, o.images);
     const kubelet = await startKubelet({
       bin: o.bin, dir, name: o.name, ip, server: o.kube.server, ca: o.ca, socket: containerd.socket,
-      port: await freePort(), healthzPort: await freePort(),
+      port: await freePort(), healthzPort: await freePort(), taint: o.taint ?? true,
     });
     procs.push(kubelet);
     await waitFor(`node ${o.name} Ready`, () => nodeReady(o.kube, o.name), { timeoutMs: o.readyTimeoutMs ?? 180_000, proc: kubelet });
@@ -133,6 +147,7 @@ async function teardown(s: TeardownState): Promise<void> {
   await step("deleting the bridge", () => deleteLink(s.bridge));
   await step("deleting the Node object", async () => s.o.kube.req("DELETE", `/api/v1/nodes/${s.o.name}`));
   removeCniCache(s.network);
+  await step("removing idle portmap chains", () => removeIdlePortmapChains());
   removeLogLinksInto(s.dir);
   await step("removing the node dir", async () => rmSync(s.dir, { recursive: true, force: true }));
   if (errors.length) throw new Error(`test node ${s.o.name} teardown: ${errors.join("; ")}`);

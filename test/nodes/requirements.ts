@@ -8,7 +8,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
-export const BIN_NEEDED = ["etcd", "kube-apiserver", "kube-controller-manager", "kubelet", "kubectl"];
+export const BIN_NEEDED = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl"];
 
 export function k8sBinDir(): string {
   const env = readFileSync(join(ROOT, "test/cluster/tools/versions.env"), "utf8");
@@ -30,6 +30,12 @@ export function buildImages(): TestImages {
   const dir = execFileSync("bash", [join(ROOT, "test/nodes/images/build.sh")], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim().split("\n").pop()!;
   const t = (n: string) => join(dir, `${n}.tar`);
   return { pause: t("pause"), curl: t("curl"), busybox: t("busybox"), tars: [t("pause"), t("curl"), t("busybox")], refs: { curl: "cache-io.test/curl:8.14.1", busybox: "cache-io.test/busybox:1" } };
+}
+
+/** The project's image from its own Dockerfile (podman), as a docker-save archive; ref cache-io.test/cache-io:dev. */
+export function buildProjectImage(): { tar: string; ref: string } {
+  const out = execFileSync("bash", [join(ROOT, "test/nodes/images/build-project.sh")], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], timeout: 1_500_000 });
+  return { tar: out.trim().split("\n").pop()!, ref: "cache-io.test/cache-io:dev" };
 }
 
 function missing(): string[] {
