@@ -18,22 +18,15 @@ import { Slots, fillRefusal } from "./limits.js";
 import type { CacheMetrics } from "./metrics.js";
 import { originGet, statusError, type OriginSettings } from "./origin.js";
 import { redact } from "./redact.js";
+import { Fill, type FillRequest } from "./fill-state.js";
 import type { ObjectMeta, Store } from "./store.js";
 
+export { Fill, type FillRequest } from "./fill-state.js";
+
 const MAX_BACKOFF_MS = 30_000;
-/** Room is made this far ahead of the bytes received (never past the announced length). */
+/** Space that is free anyway is held this far ahead of the bytes received (never past the announced length; nothing is evicted for it). */
 const RESERVE_AHEAD = 16 * 2 ** 20;
 const RETRY_AFTER_S = 5;
-
-export interface FillRequest {
-  key: string;
-  url: string;
-  sha256?: string;
-  /** The complete entry being revalidated: conditional GET, and kept when the origin cannot answer. */
-  previous?: ObjectMeta;
-  /** A policy pre-warm: never abandoned. */
-  prewarm?: boolean;
-}
 
 export interface FillDeps {
   store: Store;
@@ -48,72 +41,6 @@ export interface FillDeps {
   onPublished(meta: ObjectMeta): void;
   /** The origin says the file is gone (404, 410): drop the cached copy. */
   onGone(meta: ObjectMeta): Promise<void>;
-}
-
-/** One fill in flight; its progress is what `ensure` shows. */
-export class Fill {
-  bytes = 0;
-  total: number | undefined;
-  attempt = 0;
-  /** Set when the result is a stale copy served because the origin could not be asked. */
-  stale = false;
-  readonly startedAt = Date.now();
-  readonly promise: Promise<ObjectMeta>;
-  readonly abandoned = new AbortController();
-  #waiters = 0;
-  #pinned = false;
-  #anyContent = false;
-  readonly #wanted = new Set<string>();
-  #timer: NodeJS.Timeout | undefined;
-  #done = false;
-
-  constructor(
-    readonly req: FillRequest,
-    private readonly graceMs: () => number,
-    run: (fill: Fill) => Promise<ObjectMeta>,
-  ) {
-    this.join(req);
-    this.promise = run(this);
-    this.promise.catch(() => undefined); // waiters handle the error; a fill with none must not crash the process
-    void this.promise
-      .finally(() => {
-        this.#done = true;
-        clearTimeout(this.#timer);
-      })
-      .catch(() => undefined);
-  }
-
-  get waiters(): number {
-    return this.#waiters;
-  }
-
-  /** A request waits for this fill; its sha256 (or none: any content) is one the result may match. */
-  join(req: { sha256?: string; prewarm?: boolean }): void {
-    this.#waiters++;
-    clearTimeout(this.#timer);
-    if (req.sha256) this.#wanted.add(req.sha256);
-    else this.#anyContent = true;
-    if (req.prewarm) this.#pinned = true;
-  }
-
-  /** A waiter went away; with none left, the fill is abandoned after the grace period. */
-  leave(): void {
-    if (--this.#waiters > 0 || this.#pinned || this.#done) return;
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      if (this.#waiters <= 0) this.abandoned.abort();
-    }, this.graceMs());
-    this.#timer.unref();
-  }
-
-  /** Whether content with `sha256` is what some waiter asked for (or one asked for any content). */
-  accepts(sha256: string): boolean {
-    return this.#anyContent || this.#wanted.has(sha256);
-  }
-
-  get wanted(): string[] {
-    return [...this.#wanted];
-  }
 }
 
 export class Filler {
