@@ -11,8 +11,8 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCache, type RunningCache } from "../../src/cache/index.js";
-import { parsePolicy } from "../../src/policy/load.js";
 import type { Policy } from "../../src/policy/schema.js";
+import { policyOf } from "./policy-of.js";
 import { cacheKey, objectDir, objectPath } from "../../src/shared/protocol.js";
 import { fetchRaw, pseudoRandom, startOrigin, type Origin } from "../support/origin.js";
 
@@ -20,11 +20,6 @@ const MIB = 2 ** 20;
 const NODE = "node-a";
 const HOST_ROOT = "/var/lib/cache-io"; // policy.cache.root: the host path the webhook writes into pods
 
-function policyOf(yaml: string): Policy {
-  const r = parsePolicy(yaml);
-  if (!r.ok) throw new Error(r.errors.join("; "));
-  return r.policy;
-}
 const POLICY = policyOf(`origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {diskBudget: 3Mi, root: ${HOST_ROOT}}`);
 
 /** The Kubernetes API as far as the pod watch uses it: list and watch pods of one node. */

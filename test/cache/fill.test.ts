@@ -6,16 +6,9 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCache, type RunningCache } from "../../src/cache/index.js";
-import { parsePolicy } from "../../src/policy/load.js";
-import type { Policy } from "../../src/policy/schema.js";
+import { policyOf } from "./policy-of.js";
 import { cacheKey, ensurePath, objectPath } from "../../src/shared/protocol.js";
 import { fetchRaw, pseudoRandom, sha256Hex, startOrigin, type Origin } from "../support/origin.js";
-
-function policyOf(yaml: string): Policy {
-  const r = parsePolicy(yaml);
-  if (!r.ok) throw new Error(r.errors.join("; "));
-  return r.policy;
-}
 
 const POLICY = `
 origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}

@@ -8,13 +8,11 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startCache, type RunningCache } from "../../src/cache/index.js";
 import { Store } from "../../src/cache/store.js";
-import { parsePolicy } from "../../src/policy/load.js";
+import { policyOf } from "./policy-of.js";
 import { cacheKey, ensurePath, objectPath } from "../../src/shared/protocol.js";
 import { fetchRaw, pseudoRandom, sha256Hex, startOrigin, type Origin } from "../support/origin.js";
 
-const r = parsePolicy(`origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}`);
-if (!r.ok) throw new Error(r.errors.join());
-const policy = r.policy;
+const policy = policyOf(`origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}`);
 let origin: Origin;
 let root: string;
 let cache: RunningCache;

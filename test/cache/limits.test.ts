@@ -11,16 +11,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startCache, type RunningCache } from "../../src/cache/index.js";
 import type { ServerOptions } from "../../src/cache/server.js";
-import { parsePolicy } from "../../src/policy/load.js";
-import type { Policy } from "../../src/policy/schema.js";
+import { policyOf } from "./policy-of.js";
 import { cacheKey, objectPath } from "../../src/shared/protocol.js";
 import { fetchRaw, pseudoRandom, sha256Hex, startOrigin, type Origin } from "../support/origin.js";
-
-function policyOf(yaml: string): Policy {
-  const r = parsePolicy(yaml);
-  if (!r.ok) throw new Error(r.errors.join("; "));
-  return r.policy;
-}
 
 const MIB = 2 ** 20;
 let origin: Origin;
