@@ -177,6 +177,23 @@ describe("fills", () => {
     expect(metrics).toContain('cache_io_cache_fill_errors_total{reason="abandoned"} 2');
   }, 20_000);
 
+  it("serves the cached copy of a file due for revalidation while the fill cap is reached", async () => {
+    const c = await newCache(`origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {maxFills: 1, revalidateAfter: 200ms, abandonGrace: 200ms}`);
+    const { sha256 } = origin.put("/due.bin", pseudoRandom(10_000, 62));
+    const due = origin.url("/due.bin");
+    expect((await fetchRaw(c.url + objectPath(cacheKey(due), due))).status).toBe(200);
+    origin.put("/hog.bin", pseudoRandom(1000, 63));
+    origin.cue("/hog.bin", { stallMs: 3000 });
+    const hog = abandon(c, origin.url("/hog.bin"), 1000);
+    await expect.poll(() => c.cache.filler.inFlight).toBe(1);
+    await sleep(250);
+    const r = await fetchRaw(c.url + objectPath(cacheKey(due), due));
+    expect(r.status).toBe(200);
+    expect(sha256Hex(r.body)).toBe(sha256);
+    expect(origin.gets("/due.bin")).toBe(1); // not revalidated: no fill slot
+    await hog;
+  });
+
   it("does not download or store a file whose five clients all gave up after 50 ms", async () => {
     const c = await newCache(`origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {abandonGrace: 300ms}`);
     const size = 8 * MIB;
