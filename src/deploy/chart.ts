@@ -6,8 +6,10 @@
 // the chart with `helm template` and compares it with `kubectl kustomize`, object by object.
 import { readFileSync } from "node:fs";
 import { parse, parseDocument, stringify } from "yaml";
+import { z } from "zod";
 import { defaultPolicy } from "../policy/load.js";
 import { DEFAULT_POLICY_YAML } from "../policy/default.js";
+import { policySchema } from "../policy/schema.js";
 import { VERSION } from "../shared/version.js";
 import { certManagerObjects } from "./cert-manager.js";
 import { HELMIGNORE, HELPERS, NOTES, POLICY_CONFIGMAP, chartYaml, valuesHead } from "./chart-text.js";
@@ -110,6 +112,32 @@ function valuesYaml(): string {
   return `${head}policy:\n${body}\n`;
 }
 
+/**
+ * values.schema.json: Helm checks the values against it on install, upgrade, template and
+ * lint, so a typo (`webhok:`) or a bad policy field fails before anything is applied.
+ * The policy part is the policy's own schema (the one every component loads it with).
+ */
+function valuesSchema(): string {
+  const quantity = { type: ["string", "number"] };
+  const resources = { type: "object", additionalProperties: false, properties: { requests: { type: "object", additionalProperties: quantity }, limits: { type: "object", additionalProperties: quantity } } };
+  const section = (properties: Record<string, unknown>) => ({ type: "object", additionalProperties: false, properties });
+  const { $schema, ...policy } = z.toJSONSchema(policySchema, { io: "input", unrepresentable: "any" }) as Record<string, unknown>;
+  const schema = {
+    $schema,
+    title: "cache-io chart values",
+    ...section({
+      image: section({ repository: { type: "string", minLength: 1 }, tag: { type: "string" } }),
+      webhook: section({ replicas: { type: "integer", minimum: 1 }, resources }),
+      cache: section({ port: { type: "integer", minimum: 1, maximum: 65535 }, root: { type: "string", pattern: "^/" }, hostNetwork: { type: "boolean" }, resources }),
+      prepullController: section({ resources }),
+      certs: section({ mode: { enum: ["job", "cert-manager"] } }),
+      monitoring: section({ enabled: { type: "boolean" }, dashboard: { type: "boolean" }, labels: { type: "object", additionalProperties: { type: "string" } } }),
+      policy,
+    }),
+  };
+  return `${JSON.stringify(schema, null, 2)}\n`;
+}
+
 /** Path (relative to deploy/) -> content of every chart file. */
 export function chartFiles(): Map<string, string> {
   const t: Target = { namespace: S.namespace, image: S.image };
@@ -134,6 +162,7 @@ export function chartFiles(): Map<string, string> {
   return new Map([
     [dir("Chart.yaml"), HEADER + chartYaml(VERSION)],
     [dir("values.yaml"), HEADER + valuesYaml()],
+    [dir("values.schema.json"), valuesSchema()],
     [dir(".helmignore"), HELMIGNORE],
     [dir("templates/_helpers.tpl"), HELPERS],
     [dir("templates/NOTES.txt"), NOTES],

@@ -170,10 +170,18 @@ describe("the Helm chart", () => {
   });
 
   itWith(helm).each([
-    [["--set", "certs.mode=vault"], "cache-io", /certs\.mode is "vault": use "job" .* or "cert-manager"/],
+    // values.schema.json (helm checks it on install, upgrade, template and lint)
+    [["--set", "webhok.replicas=3"], "cache-io", /at '': additional properties 'webhok' not allowed/],
+    [["--set", "certs.mode=vault"], "cache-io", /at '\/certs\/mode': value must be one of 'job', 'cert-manager'/],
+    [["--set", "cache.port=0"], "cache-io", /at '\/cache\/port': .*minimum/],
+    [["--set", "cache.root=relative/dir"], "cache-io", /at '\/cache\/root': .*\^\//],
+    [["--set", "policy.injection.mode=sideways"], "cache-io", /at '\/policy\/injection\/mode': value must be one of 'mount', 'copy'/],
+    [["--set", "policy.origins.alow={x}"], "cache-io", /at '\/policy\/origins': additional properties 'alow' not allowed/],
+    // the chart's own checks (also with --skip-schema-validation)
     [["--set", "policy.cache.port=9000"], "cache-io", /policy\.cache\.port and policy\.cache\.root come from the values cache\.port and cache\.root/],
-    [["--set", "cache.port=0"], "cache-io", /cache\.port is 0: use a port from 1 to 65535/],
-    [["--set", "cache.root=relative/dir"], "cache-io", /cache\.root is "relative\/dir": use an absolute path/],
+    [["--skip-schema-validation", "--set", "certs.mode=vault"], "cache-io", /certs\.mode is "vault": use "job" .* or "cert-manager"/],
+    [["--skip-schema-validation", "--set", "cache.port=0"], "cache-io", /cache\.port is 0: use a port from 1 to 65535/],
+    [["--skip-schema-validation", "--set", "cache.root=relative/dir"], "cache-io", /cache\.root is "relative\/dir": use an absolute path/],
     [[], "kube-system", /install cache-io into its own namespace/],
   ])("refuses %j in %s, saying which value and what to set", async (args, ns, message) => {
     expect(await templateError(args, ns)).toMatch(message);
