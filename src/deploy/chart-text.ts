@@ -48,6 +48,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
 
+{{- define "cache-io.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- define "cache-io.hostNetwork" -}}
 {{- if .Values.cache.hostNetwork }}
 hostNetwork: true
@@ -162,6 +171,7 @@ export function valuesHead(resources: { webhook: object; cache: object; prepullC
 image:
   repository: ${IMAGE_NAME}
   tag: ""                    # default: the chart's appVersion
+imagePullSecrets: []         # Secret names for a private mirror of the image, e.g. [regcred]
 
 webhook:
   replicas: 2

@@ -63,6 +63,13 @@ function withHelmLabels(o: Json, extra: string[] = []): Json {
   return out;
 }
 
+/** Every pod template may pull the cache-io image with the imagePullSecrets value. */
+function withPullSecrets(o: Json): Json {
+  const pod = o.spec?.template?.spec ?? o.spec?.jobTemplate?.spec?.template?.spec;
+  if (pod) pod[lines("cache-io.imagePullSecrets")] = "x";
+  return o;
+}
+
 function render(objects: Json[]): string {
   let text = objects.map((o) => stringify(o, { aliasDuplicateObjects: false, lineWidth: 0 })).join("---\n");
   text = text.replace(/^( *)__CHART_LINES_([\w.-]+)__: x$/gm, (_m, indent: string, inc: string) => `${indent}{{- include "${inc}" . | nindent ${indent.length} }}`);
@@ -127,6 +134,7 @@ function valuesSchema(): string {
     title: "cache-io chart values",
     ...section({
       image: section({ repository: { type: "string", minLength: 1 }, tag: { type: "string" } }),
+      imagePullSecrets: { type: "array", items: { type: "string", pattern: "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$" } },
       webhook: section({ replicas: { type: "integer", minimum: 1 }, resources }),
       cache: section({ port: { type: "integer", minimum: 1, maximum: 65535 }, root: { type: "string", pattern: "^/" }, hostNetwork: { type: "boolean" }, resources }),
       prepullController: section({ resources }),
@@ -157,7 +165,7 @@ export function chartFiles(): Map<string, string> {
     metadata: { name: "cache-io-grafana-dashboard", namespace: S.namespace, labels: { grafana_dashboard: "1", "app.kubernetes.io/name": "cache-io", "app.kubernetes.io/part-of": "cache-io" } },
     data: { "cache-io-dashboard.json": block("dashboard") },
   };
-  const tpl = (objects: Json[], extra: string[] = []) => render(objects.map((o) => withHelmLabels(o, extra)));
+  const tpl = (objects: Json[], extra: string[] = []) => render(objects.map((o) => withPullSecrets(withHelmLabels(o, extra))));
   const dir = (p: string) => `${CHART_DIR}/${p}`;
   return new Map([
     [dir("Chart.yaml"), HEADER + chartYaml(VERSION)],

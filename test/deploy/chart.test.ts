@@ -124,7 +124,7 @@ describe("the Helm chart", () => {
       [
         "--set", "cache.port=9585", "--set", "cache.root=/data/cache-io", "--set", "image.repository=registry.example.com/mirror/cache-io",
         "--set", "image.tag=9.9.9", "--set", "webhook.replicas=3", "--set", "cache.resources.limits.memory=4Gi",
-        "--set", "policy.origins.allow={models.example.com}",
+        "--set", "policy.origins.allow={models.example.com}", "--set", "imagePullSecrets={regcred}",
       ],
       ns,
     );
@@ -140,6 +140,9 @@ describe("the Helm chart", () => {
     expect(ds.containers[0]!.resources!.limits!.memory).toBe("4Gi");
     expect(find(objs, "Deployment", "cache-io-webhook").spec.replicas).toBe(3);
 
+    const pods = objs.map(podSpecOf).filter((p) => p !== undefined);
+    expect(pods.length).toBe(5);
+    for (const p of pods) expect(p!.imagePullSecrets).toEqual([{ name: "regcred" }]);
     const images = objs.flatMap((o) => podSpecOf(o)?.containers ?? []).map((c) => c.image);
     expect(new Set(images)).toEqual(new Set(["registry.example.com/mirror/cache-io:9.9.9"]));
     expect(podSpecOf(find(objs, "Deployment", "cache-io-prepull-controller"))!.containers[0]!.env!.find((e) => e.name === "CACHE_IO_IMAGE")!.value).toBe("registry.example.com/mirror/cache-io:9.9.9");
