@@ -1,13 +1,15 @@
-// Issue 9 test 1 (and 2 through it) on a real node: `deploy/default` applied with only the
+// Issue 9 tests 1, 4, 5 and 6 on two real nodes: `deploy/default` applied with only the
 // image (the project's own, built here from its Dockerfile), the policy and the cache root
 // changed for the test: the cert Job completes, the node cache DaemonSet runs on its
-// hostPort, the webhook Deployment runs with the generated certs, /readyz is green; a pod
-// that asks for a file is mutated by the in-cluster webhook and reads the file from the
-// in-cluster node cache. Uninstalling leaves no cache-io pod on the node.
+// hostPort on every node, the webhook Deployment runs with the generated certs, /readyz is
+// green; a pod that asks for a file is mutated by the in-cluster webhook and reads the
+// file from the in-cluster node cache, undisturbed while that cache pod is deleted and
+// recreated; the pre-pull controller's DaemonSet runs each policy image's no-op and
+// settles in pause on every node. Uninstalling leaves no cache-io pod and no rule.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments, stringify } from "yaml";
 import { ANNOTATION, NAMESPACE_LABEL, RESERVED } from "../../src/shared/protocol.js";
@@ -24,29 +26,43 @@ const NS = "cache-io";
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Obj = Record<string, any>;
 
-/** deploy/default as rendered, with the test's image, policy and cache root. */
-export function testOverlay(image: string, policy: string, root: string): Obj[] {
-  const rendered = execFileSync(join(k8sBinDir(), "kubectl"), ["kustomize", join(ROOT, "deploy/default")], { encoding: "utf8" });
+/**
+ * A test overlay of deploy/default written the way docs/INSTALL.md tells users to: one
+ * `images:` entry for the local image, the policy ConfigMap replaced, the node cache's
+ * cache-root hostPath (mounted at the same path) patched to the test's root. Rendered by
+ * `kubectl kustomize`, so the overlay mechanics themselves are under test.
+ */
+export function testOverlay(dir: string, image: string, policy: string, root: string): string {
+  const overlay = join(dir, "overlay");
+  mkdirSync(overlay, { recursive: true });
+  writeFileSync(join(overlay, "policy.yaml"), policy);
+  const [name, tag] = image.split(":");
+  writeFileSync(join(overlay, "kustomization.yaml"), stringify({
+    apiVersion: "kustomize.config.k8s.io/v1beta1",
+    kind: "Kustomization",
+    resources: [relative(overlay, join(ROOT, "deploy/default"))],
+    images: [{ name: "ghcr.io/cache-io/cache-io", newName: name, newTag: tag }],
+    configMapGenerator: [{ name: "cache-io-policy", namespace: NS, behavior: "replace", files: ["policy.yaml"], options: { disableNameSuffixHash: true } }],
+    patches: [{
+      target: { kind: "DaemonSet", name: "cache-io-cache" },
+      patch: stringify([
+        { op: "replace", path: "/spec/template/spec/volumes/0/hostPath/path", value: root },
+        { op: "replace", path: "/spec/template/spec/containers/0/volumeMounts/0/mountPath", value: root },
+      ]),
+    }],
+  }));
+  const rendered = execFileSync(join(k8sBinDir(), "kubectl"), ["kustomize", overlay], { encoding: "utf8" });
   const objs = parseAllDocuments(rendered).map((d) => d.toJS() as Obj).filter(Boolean);
-  for (const o of objs) {
-    const spec = o.spec?.template?.spec ?? o.spec?.jobTemplate?.spec?.template?.spec;
-    for (const c of [...(spec?.containers ?? []), ...(spec?.initContainers ?? [])]) {
-      if (String(c.image).startsWith("ghcr.io/cache-io/cache-io:")) c.image = image;
-    }
-    if (o.kind === "ConfigMap" && o.metadata.name === "cache-io-policy") o.data = { [Object.keys(o.data)[0]!]: policy };
-    if (o.kind === "DaemonSet" && o.metadata.name === "cache-io-cache") {
-      const vol = spec.volumes.find((v: Obj) => v.name === "cache-root");
-      const mount = spec.containers[0].volumeMounts.find((m: Obj) => m.name === "cache-root");
-      vol.hostPath.path = root;
-      mount.mountPath = root;
-    }
-  }
-  return objs;
+  const ds = objs.find((o) => o.kind === "DaemonSet" && o.metadata.name === "cache-io-cache")!;
+  // The patch's indexes are the ones INSTALL.md names: check they hit cache-root.
+  if (ds.spec.template.spec.volumes[0].name !== "cache-root") throw new Error("deploy/default's node cache DaemonSet: volumes[0] is not cache-root (docs/INSTALL.md's patch example is stale)");
+  return rendered;
 }
 
 describe.skipIf(!gate.run)("deploy/default on a real node", () => {
   let cp: ControlPlane;
-  let node: TestNode;
+  let nodes: TestNode[] = [];
+  let node: TestNode; // the first: the file tests run there
   let origin: Origin;
   let dir: string;
   let manifest = "";
@@ -58,18 +74,22 @@ describe.skipIf(!gate.run)("deploy/default on a real node", () => {
     const project = buildProjectImage();
     dir = mkdtempSync(join(tmpdir(), "cache-io-nodes-deploy-"));
     cp = await startControlPlane(k8sBinDir());
-    node = await startNode({ name: "deploy-node", index: 214, kube: cp.kube, ca: cp.ca, bin: k8sBinDir(), images: [...images.tars, project.tar], kubernetesService: true, taint: false });
+    for (const i of [214, 215]) {
+      nodes.push(await startNode({ name: `deploy-node-${i}`, index: i, kube: cp.kube, ca: cp.ca, bin: k8sBinDir(), images: [...images.tars, project.tar], kubernetesService: true, taint: false }));
+    }
+    node = nodes[0]!;
     origin = await startOrigin({ host: node.ip });
     const policy = stringify({
       origins: { allow: [node.ip], allowPrivate: [node.ip] },
       fetcher: { image: images.refs.curl, imagePullPolicy: "Never", retries: 5 },
       cache: { root: join(dir, "cache-root") },
+      prepull: { images: [images.refs.curl, images.refs.busybox] },
     });
-    manifest = testOverlay(project.ref, policy, join(dir, "cache-root")).map((o) => stringify(o)).join("---\n");
+    manifest = testOverlay(dir, project.ref, policy, join(dir, "cache-root"));
   }, 1_800_000);
 
   afterAll(async () => {
-    await node?.stop().catch((e) => console.error(e));
+    for (const n of nodes) await n.stop().catch((e) => console.error(e));
     await origin?.close();
     await cp?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -80,11 +100,13 @@ describe.skipIf(!gate.run)("deploy/default on a real node", () => {
     kubectl(["apply", "--server-side", "-f", "-"], manifest);
     const get = (path: string) => cp.kube.get(path).then((r) => r.body);
     await waitFor("the cert Job to complete", async () => ((await get(`/apis/batch/v1/namespaces/${NS}/jobs/cache-io-certs`)).status?.succeeded >= 1 ? true : undefined), { timeoutMs: 300_000 });
-    await waitFor("the node cache DaemonSet ready", async () => ((await get(`/apis/apps/v1/namespaces/${NS}/daemonsets/cache-io-cache`)).status?.numberReady === 1 ? true : undefined), { timeoutMs: 300_000 });
+    await waitFor("the node cache DaemonSet ready", async () => ((await get(`/apis/apps/v1/namespaces/${NS}/daemonsets/cache-io-cache`)).status?.numberReady === nodes.length ? true : undefined), { timeoutMs: 300_000 });
     await waitFor("the webhook Deployment available", async () => ((await get(`/apis/apps/v1/namespaces/${NS}/deployments/cache-io-webhook`)).status?.availableReplicas === 2 ? true : undefined), { timeoutMs: 300_000 });
     console.log(`deploy/default up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    const ready = await fetch(`http://${node.ip}:8585/readyz`);
-    expect(ready.status).toBe(200);
+    for (const n of nodes) {
+      const ready = await fetch(`http://${n.ip}:8585/readyz`); // the hostPort on each node's IP
+      expect(ready.status, n.name).toBe(200);
+    }
     const mwc = await get("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/cache-io");
     expect(mwc.webhooks.every((w: Obj) => typeof w.clientConfig.caBundle === "string" && w.clientConfig.caBundle.length > 100)).toBe(true);
   }, 900_000);
@@ -107,6 +129,51 @@ describe.skipIf(!gate.run)("deploy/default on a real node", () => {
     expect(origin.gets("/f/model.bin")).toBe(1);
   }, 300_000);
 
+  it("the node cache pod deleted while an app reads its mounted file: every read is unaffected", async () => {
+    const content = pseudoRandom(4 * 2 ** 20, 8);
+    const { sha256 } = origin.put("/f/steady.bin", content);
+    // ~40 s of reads, 5 a second; the cache pod is replaced in the middle.
+    const loop = "i=0; while [ $i -lt 200 ]; do sha256sum /cache/steady.bin || echo READ-FAILED; i=$((i+1)); sleep 0.2; done";
+    await createPod(cp.kube, {
+      apiVersion: "v1", kind: "Pod",
+      metadata: { name: "steady", namespace: "app", annotations: { [ANNOTATION.files]: `${origin.url("/f/steady.bin")}#sha256=${sha256}` } },
+      spec: { nodeName: node.name, restartPolicy: "Never", terminationGracePeriodSeconds: 1, containers: [{ name: "app", image: "cache-io.test/busybox:1", imagePullPolicy: "Never", command: ["/bin/sh", "-c", loop] }] },
+    });
+    await waitPhase(cp.kube, "app", "steady", ["Running"]);
+    const cachePod = async () => ((await cp.kube.get(`/api/v1/namespaces/${NS}/pods?labelSelector=app.kubernetes.io%2Fcomponent%3Dnode-cache&fieldSelector=spec.nodeName%3D${node.name}`)).body.items as Obj[])[0];
+    const before = await cachePod();
+    await cp.kube.must("DELETE", `/api/v1/namespaces/${NS}/pods/${before!.metadata.name}`);
+    const after = await waitFor("a new node cache pod Ready", async () => {
+      const p = await cachePod();
+      const ready = p?.status?.conditions?.find((c: Obj) => c.type === "Ready")?.status === "True";
+      return p && p.metadata.uid !== before!.metadata.uid && ready ? p : undefined;
+    }, { timeoutMs: 180_000 });
+    expect(after.metadata.uid).not.toBe(before!.metadata.uid);
+    const running = await cp.kube.get("/api/v1/namespaces/app/pods/steady");
+    expect(running.body.status.phase).toBe("Running"); // the cache came back while the reads went on
+    const done = await waitPhase(cp.kube, "app", "steady", ["Succeeded", "Failed"]);
+    const out = await logs(cp.kube, "app", "steady", "app");
+    expect(done.status?.phase).toBe("Succeeded");
+    const lines = out.trim().split("\n");
+    expect(lines).toHaveLength(200);
+    expect(lines.every((l) => l.startsWith(sha256))).toBe(true);
+  }, 300_000);
+
+  it("pre-pull: the controller's DaemonSet runs each policy image's no-op and settles in pause on every node", async () => {
+    const pods = await waitFor("the pre-pull DaemonSet's pods running on every node", async () => {
+      const ps = (await cp.kube.get(`/api/v1/namespaces/${NS}/pods?labelSelector=app.kubernetes.io%2Fcomponent%3Dprepull`)).body.items as Obj[];
+      const running = ps.filter((p) => p.status?.phase === "Running");
+      return running.length === nodes.length ? running : undefined;
+    }, { timeoutMs: 240_000 });
+    expect(new Set(pods.map((p) => p.spec.nodeName))).toEqual(new Set(nodes.map((n) => n.name)));
+    for (const p of pods) {
+      const images = p.spec.initContainers.map((c: Obj) => c.image);
+      expect(images).toEqual(expect.arrayContaining(["cache-io.test/curl:8.14.1", "cache-io.test/busybox:1"]));
+      for (const s of p.status.initContainerStatuses as Obj[]) expect(s.state.terminated?.exitCode, `${p.metadata.name} ${s.name}`).toBe(0);
+      expect(p.status.containerStatuses.map((s: Obj) => [s.image, !!s.state.running])).toEqual([["registry.k8s.io/pause:3.10", true]]);
+    }
+  }, 300_000);
+
   it("uninstall: deleting what was applied leaves no cache-io pod on the node", async () => {
     kubectl(["delete", "--wait=true", "--timeout=240s", "-f", "-"], manifest);
     const left = await waitFor("cache-io's pods gone", async () => {
@@ -118,9 +185,9 @@ describe.skipIf(!gate.run)("deploy/default on a real node", () => {
   }, 300_000);
 
   it("the node's teardown leaves no iptables rule (hostPort's portmap chains, the kubernetes Service DNAT)", async () => {
-    const n = node;
-    node = undefined as unknown as TestNode;
-    await n.stop();
+    const all = nodes;
+    nodes = [];
+    for (const n of all) await n.stop();
     const nat = execFileSync("iptables-save", ["-t", "nat"], { encoding: "utf8" });
     expect(nat.match(/^.*(CNI-|KUBE-|10\.96\.0\.1).*$/gm) ?? []).toEqual([]);
   }, 300_000);
