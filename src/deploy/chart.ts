@@ -128,7 +128,7 @@ function valuesSchema(): string {
   const quantity = { type: ["string", "number"] };
   const resources = { type: "object", additionalProperties: false, properties: { requests: { type: "object", additionalProperties: quantity }, limits: { type: "object", additionalProperties: quantity } } };
   const section = (properties: Record<string, unknown>) => ({ type: "object", additionalProperties: false, properties });
-  const { $schema, ...policy } = z.toJSONSchema(policySchema, { io: "input", unrepresentable: "any" }) as Record<string, unknown>;
+  const { $schema, ...policy } = z.toJSONSchema(policySchema, { io: "input", unrepresentable: "any", target: "draft-7" }) as Record<string, unknown>;
   const schema = {
     $schema,
     title: "cache-io chart values",
