@@ -63,3 +63,28 @@ export function fillRefusal(r: Refusal, host: string, retryAfter: number): Cache
     ? busy(`the node cache has ${r.count} origin fills in flight, its limit (cache.maxFills=${r.limit}); retry in ${retryAfter}s, or raise cache.maxFills`, retryAfter)
     : busy(`the node cache has ${r.count} fills in flight from origin host ${host}, the limit per host (cache.maxFillsPerHost=${r.limit}); retry in ${retryAfter}s, or raise cache.maxFillsPerHost`, retryAfter);
 }
+
+/**
+ * Large read buffers shared by all downloads: a download gets a large buffer only while
+ * fewer than `max` are out, else a small one. A crowd of stalled downloads then pins
+ * at most `max` large buffers plus a small one each.
+ */
+export class BufferPool {
+  #out = 0;
+
+  constructor(readonly max: number) {}
+
+  get out(): number {
+    return this.#out;
+  }
+
+  tryTake(): boolean {
+    if (this.#out >= this.max) return false;
+    this.#out++;
+    return true;
+  }
+
+  give(): void {
+    this.#out = Math.max(0, this.#out - 1);
+  }
+}

@@ -13,7 +13,7 @@ import { CacheError } from "./errors.js";
 import { Budget } from "./eviction.js";
 import { Fill, Filler } from "./fill.js";
 import { InUse } from "./in-use.js";
-import { Slots, downloadRefusal } from "./limits.js";
+import { BufferPool, Slots, downloadRefusal } from "./limits.js";
 import { CacheMetrics } from "./metrics.js";
 import type { Resolver } from "./origin.js";
 import { redact } from "./redact.js";
@@ -24,6 +24,8 @@ const DEFAULT_RETRY_BASE_MS = 1000;
 const WRITABLE_CHECK_MS = 5000;
 const POLICY_CHECK_MS = 1000;
 const RETRY_AFTER_S = 5;
+/** Large (1 MiB) read buffers out at once over all downloads: what stalled downloads can pin. */
+const LARGE_READ_BUFFERS = 64;
 
 export interface NodeCacheOptions {
   root: string;
@@ -53,6 +55,7 @@ export class NodeCache {
   readonly inUse: InUse;
   readonly filler: Filler;
   readonly downloads = new Slots();
+  readonly readBuffers = new BufferPool(LARGE_READ_BUFFERS);
   readonly log: Logger;
   #index = new Map<string, ObjectMeta>();
   #verifying = new Map<string, Promise<boolean>>();

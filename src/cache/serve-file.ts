@@ -1,16 +1,20 @@
 // GET|HEAD /v1/objects/<key>: a cached file's bytes, streamed from disk with
 // backpressure (never buffered whole), with ETag, Last-Modified, Range and 304s.
 // Each download holds a slot (cache.maxDownloads, per client), a few buffers no bigger
-// than what it sends, and is cut when its client takes nothing for cache.sendTimeout.
+// than what it sends (large ones from a shared pool), and is cut when its client takes
+// nothing for cache.sendTimeout.
 import type { FileHandle } from "node:fs/promises";
 import { open } from "node:fs/promises";
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { CacheError } from "./errors.js";
+import type { BufferPool } from "./limits.js";
 import type { NodeCache } from "./node-cache.js";
 import type { ObjectRequest } from "./request.js";
 import type { ObjectMeta } from "./store.js";
 
 const READ_CHUNK = 1 << 20;
+/** The buffer size when the large ones are all out (many downloads at once). */
+const SMALL_CHUNK = 64 << 10;
 /** Buffers per download at most: reused, so serving allocates nothing per chunk. */
 const RING = 4;
 
@@ -83,7 +87,7 @@ export async function serveObject(cache: NodeCache, req: IncomingMessage, res: S
     if (req.method === "HEAD" || end < start) return void res.writeHead(range ? 206 : 200, headers).end();
     release = cache.downloadSlot(req.socket.remoteAddress ?? "unknown");
     res.writeHead(range ? 206 : 200, headers);
-    const sent = await sendRange(fh, res, start, end, cache.policy().cache.sendTimeout);
+    const sent = await sendRange(fh, res, start, end, cache.policy().cache.sendTimeout, cache.readBuffers);
     cache.metrics.servedBytes.inc(sent);
     if (sent === end - start + 1) res.end();
     else if (!res.destroyed) {
@@ -100,22 +104,36 @@ export async function serveObject(cache: NodeCache, req: IncomingMessage, res: S
  * Copy bytes start..end of the file to the response through a few reused buffers (at
  * most RING, each no bigger than the bytes to send): a buffer is read into again only
  * after the socket took its previous bytes, and while the socket pushes back (a slow
- * client) the idle buffers are let go, so a stalled download holds about one chunk.
- * Resolves with the bytes handed to the socket: fewer when the client went away or
- * took nothing for `sendTimeoutMs`. (Allocating a fresh buffer per chunk, as a read
- * stream does, makes V8 collect garbage for external memory pressure constantly and
- * costs more than twice the CPU.)
+ * client) the idle buffers are let go, so a stalled download holds about one buffer.
+ * Buffers are 1 MiB while the shared pool has large ones left, else 64 KiB. Resolves
+ * with the bytes handed to the socket: fewer when the client went away or took nothing
+ * for `sendTimeoutMs`. (Allocating a fresh buffer per chunk, as a read stream does,
+ * makes V8 collect garbage for external memory pressure constantly and costs more than
+ * twice the CPU.)
  */
-export async function sendRange(fh: FileHandle, res: ServerResponse, start: number, end: number, sendTimeoutMs: number): Promise<number> {
-  const chunk = Math.max(1, Math.min(READ_CHUNK, end - start + 1));
+export async function sendRange(fh: FileHandle, res: ServerResponse, start: number, end: number, sendTimeoutMs: number, pool: BufferPool): Promise<number> {
+  const length = end - start + 1;
   const free: Buffer[] = [];
+  /** Buffers of this download (idle or in flight) and which of them came from the pool. */
   let allocated = 0;
+  const large = new Set<Buffer>();
   let pending = 0;
   let wake: (() => void) | undefined;
   const progress = () => {
     const w = wake;
     wake = undefined;
     w?.();
+  };
+  const drop = (b: Buffer) => {
+    allocated--;
+    if (large.delete(b)) pool.give();
+  };
+  const allocate = (): Buffer => {
+    allocated++;
+    if (length <= SMALL_CHUNK || !pool.tryTake()) return Buffer.allocUnsafeSlow(Math.max(1, Math.min(SMALL_CHUNK, length)));
+    const b = Buffer.allocUnsafeSlow(Math.min(READ_CHUNK, length));
+    large.add(b);
+    return b;
   };
   res.on("drain", progress);
   res.once("close", progress);
@@ -135,29 +153,23 @@ export async function sendRange(fh: FileHandle, res: ServerResponse, start: numb
     let pos = start;
     while (pos <= end) {
       if (res.destroyed) return pos - start;
-      let buf = free.pop();
-      if (!buf && allocated < RING) {
-        buf = Buffer.allocUnsafeSlow(chunk);
-        allocated++;
-      }
+      const buf = free.pop() ?? (allocated < RING ? allocate() : undefined);
       if (!buf) {
         if (!(await waitProgress())) return pos - start;
         continue;
       }
-      const { bytesRead } = await fh.read(buf, 0, Math.min(chunk, end - pos + 1), pos);
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, end - pos + 1), pos);
       if (bytesRead === 0) throw new CacheError(500, "io", "the cached file is shorter than its metadata says");
-      const b = buf;
       pending++;
-      res.write(b.subarray(0, bytesRead), () => {
+      res.write(buf.subarray(0, bytesRead), () => {
         pending--;
-        free.push(b);
+        free.push(buf);
         progress();
       });
       pos += bytesRead;
       if (res.writableNeedDrain) {
         // A slow client: keep only the buffers in flight until it takes bytes again.
-        allocated -= free.length;
-        free.length = 0;
+        free.splice(0).forEach(drop);
         if (!(await waitProgress())) return pos - start - res.writableLength;
       }
     }
@@ -166,5 +178,6 @@ export async function sendRange(fh: FileHandle, res: ServerResponse, start: numb
   } finally {
     res.off("drain", progress);
     res.off("close", progress);
+    for (const b of large) pool.give();
   }
 }

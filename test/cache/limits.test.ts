@@ -133,6 +133,35 @@ describe("downloads", () => {
   });
 });
 
+describe("read buffers", () => {
+  it("uses 64 KiB buffers while the shared large (1 MiB) ones are all out", async () => {
+    const c = await newCache(`origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}`);
+    const content = pseudoRandom(3 * MIB, 52);
+    const { sha256 } = origin.put("/pooled.bin", content);
+    const url = origin.url("/pooled.bin");
+    const get = () => fetchRaw(c.url + objectPath(cacheKey(url), url));
+    expect((await get()).status).toBe(200);
+    const pool = c.cache.readBuffers;
+    let taken = 0;
+    while (pool.tryTake()) taken++; // as if that many stalled downloads held one each
+    expect(taken).toBe(pool.max);
+    const spy = vi.spyOn(Buffer, "allocUnsafeSlow");
+    try {
+      const small = await get();
+      expect(sha256Hex(small.body)).toBe(sha256);
+      expect(Math.max(...spy.mock.calls.map(([n]) => n))).toBe(64 * 1024);
+      for (let i = 0; i < taken; i++) pool.give();
+      spy.mockClear();
+      const large = await get();
+      expect(sha256Hex(large.body)).toBe(sha256);
+      expect(Math.max(...spy.mock.calls.map(([n]) => n))).toBe(MIB);
+      expect(pool.out).toBe(0); // every download gives its large buffers back
+    } finally {
+      spy.mockRestore();
+    }
+  });
+});
+
 describe("fills", () => {
   const names = ["a.example.test", "b.example.test", "c.example.test"];
   const resolve = async () => [{ address: "127.0.0.1", family: 4 }];
