@@ -41,7 +41,7 @@ export function buildProjectImage(): { tar: string; ref: string } {
 function missing(): string[] {
   const out: string[] = [];
   if (process.getuid?.() !== 0) out.push("root (containerd, bridges and mounts need it)");
-  for (const [cmd, pkg] of [["containerd", "containerd"], ["ctr", "containerd"], ["runc", "runc"], ["ip", "iproute2"], ["gcc", "gcc"], ["apt-get", "apt"], ["dpkg-deb", "dpkg"]]) {
+  for (const [cmd, pkg] of [["containerd", "containerd"], ["ctr", "containerd"], ["runc", "runc"], ["ip", "iproute2"], ["iptables", "iptables"], ["gcc", "gcc"], ["apt-get", "apt"], ["dpkg-deb", "dpkg"], ["podman", "podman"], ["debootstrap", "debootstrap"]]) {
     if (spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status !== 0) out.push(`${cmd} (apt-get install -y ${pkg})`);
   }
   if (!existsSync("/usr/sbin/runc")) out.push("/usr/sbin/runc (apt-get install -y runc)");

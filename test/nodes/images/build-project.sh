@@ -24,7 +24,9 @@ PODMAN=(podman --root "$cache/podman/root" --runroot "$cache/podman/run" --runti
   --cgroup-manager=cgroupfs --events-backend=file --log-level=error)
 ULIMITS=(--ulimit nofile=4096:4096 --ulimit nproc=4096:4096)
 
-base_key="$(cat "$0" | sha256sum | cut -c1-16)"
+# Bump BASES_REVISION when the base-building steps below change.
+BASES_REVISION=2
+base_key="$(echo "$SUITE $NODE_PKG $NPM_PKG $BASES_REVISION" | sha256sum | cut -c1-16)"
 bases="$cache/bases-$base_key"
 if [[ ! -f "$bases/done" ]]; then
   work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
@@ -63,7 +65,9 @@ if [[ ! -f "$bases/done" ]]; then
   touch "$bases/done"
 fi
 # Tag them with the names the Dockerfile's FROM lines use (read from it, not repeated here).
-mapfile -t froms < <(sed -n 's/^FROM \([^ ]*\).*/\1/p' "$repo/Dockerfile")
+# A FROM may name a build argument (FROM ${NODE_IMAGE}): its ARG default is the name.
+mapfile -t froms < <(awk '/^ARG [A-Za-z_]+=/ { split(substr($0, 5), kv, "="); arg[kv[1]] = kv[2] }
+  /^FROM / { f = $2; while (match(f, /\$\{[A-Za-z_]+\}/)) { k = substr(f, RSTART + 2, RLENGTH - 3); f = substr(f, 1, RSTART - 1) arg[k] substr(f, RSTART + RLENGTH) } print f }' "$repo/Dockerfile")
 [[ ${#froms[@]} -eq 2 ]] || { log "expected two FROM lines in $repo/Dockerfile, found: ${froms[*]}"; exit 1; }
 "${PODMAN[@]}" import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/host-ca-certificates.crt' --change 'CMD ["node"]' \
@@ -80,4 +84,7 @@ mkdir -p "$out"
 rm -f "$out/cache-io.tar"
 "${PODMAN[@]}" save --format docker-archive -o "$out/cache-io.tar" "$IMAGE" >&2
 touch "$out/done"
+# Keep one project image: older builds (other inputs) and dangling layers go.
+find "$cache" -maxdepth 1 -name 'project-*' ! -path "$out" -exec rm -rf {} +
+"${PODMAN[@]}" image prune -f >/dev/null
 echo "$out/cache-io.tar"
