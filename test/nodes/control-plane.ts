@@ -36,10 +36,13 @@ export async function startControlPlane(bin: string): Promise<ControlPlane> {
     const ca = await makeCa("cache-io-nodes-ca");
     const admin = await issue(ca, "cache-io-nodes-admin", { groups: ["system:masters"] });
     const serving = await issue(ca, "kube-apiserver", { san: { dns: ["localhost", "kubernetes.default.svc"], ips: ["127.0.0.1", "10.96.0.1"] } });
+    // The API server's client cert for kubelets (logs, exec): kubelets authorize it through a SubjectAccessReview.
+    const kubeletClient = await issue(ca, "kube-apiserver-kubelet-client", { groups: ["system:masters"] });
     const sa = generateKeyPairSync("rsa", { modulusLength: 2048 });
     const f = (name: string, text: string) => (writeFileSync(join(dir, name), text, { mode: 0o600 }), join(dir, name));
     const files = {
       ca: f("ca.crt", ca.cert), caKey: f("ca.key", ca.key), cert: f("apiserver.crt", serving.cert), key: f("apiserver.key", serving.key),
+      kubeletCert: f("kubelet-client.crt", kubeletClient.cert), kubeletKey: f("kubelet-client.key", kubeletClient.key),
       saKey: f("sa.key", sa.privateKey.export({ type: "pkcs8", format: "pem" }).toString()),
       saPub: f("sa.pub", sa.publicKey.export({ type: "spki", format: "pem" }).toString()),
     };
@@ -61,6 +64,7 @@ export async function startControlPlane(bin: string): Promise<ControlPlane> {
       "--service-cluster-ip-range=10.96.0.0/16", "--endpoint-reconciler-type=none",
       // Reach kubelets (logs) at their InternalIP (the bridge address), never by resolving a host name.
       "--kubelet-preferred-address-types=InternalIP",
+      `--kubelet-client-certificate=${files.kubeletCert}`, `--kubelet-client-key=${files.kubeletKey}`,
       // Webhooks behind a Service are called at their endpoints (pod IPs on a node bridge): no kube-proxy here.
       "--enable-aggregator-routing=true", "--allow-privileged=true", "--profiling=false",
     ], dir);

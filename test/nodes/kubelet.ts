@@ -40,10 +40,10 @@ export function kubeletConfig(s: KubeletSpec): string {
     failCgroupV1: false, // this machine has cgroup v1
     containerRuntimeEndpoint: `unix://${s.socket}`,
     podLogsDir: join(s.dir, "pod-logs"),
-    // The API server reaches the kubelet (logs, exec) without a client cert; only the
-    // node's own bridge address listens, and only the host can reach it.
-    authentication: { anonymous: { enabled: true }, webhook: { enabled: false }, x509: {} },
-    authorization: { mode: "AlwaysAllow" },
+    // Only the API server's client cert (or a token the API server vouches for) gets in;
+    // what a caller may do is asked of the API server (SubjectAccessReview).
+    authentication: { anonymous: { enabled: false }, webhook: { enabled: true }, x509: { clientCAFile: join(s.dir, "cluster-ca.crt") } },
+    authorization: { mode: "Webhook" },
     evictionHard: {},
     imageGCHighThresholdPercent: 100,
     imageGCLowThresholdPercent: 99,
@@ -66,6 +66,7 @@ export async function startKubelet(s: KubeletSpec): Promise<Proc> {
   mkdirSync(join(s.dir, "pod-logs"), { recursive: true });
   const cert = await issue(s.ca, `system:node:${s.name}`, { groups: ["system:nodes"] });
   writeFileSync(join(s.dir, "kubelet.kubeconfig"), kubeconfig(s.server, s.ca.cert, `system:node:${s.name}`, cert), { mode: 0o600 });
+  writeFileSync(join(s.dir, "cluster-ca.crt"), s.ca.cert);
   writeFileSync(join(s.dir, "kubelet.json"), kubeletConfig(s));
   return startProc("kubelet", join(s.bin, "kubelet"), [
     `--config=${join(s.dir, "kubelet.json")}`,

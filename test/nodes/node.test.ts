@@ -4,6 +4,7 @@
 // bridge, no netns, no process, no CNI cache entry, no dir.
 import { existsSync } from "node:fs";
 import { createServer, type Server } from "node:http";
+import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startControlPlane, type ControlPlane } from "./control-plane.js";
@@ -73,6 +74,17 @@ describe.skipIf(!gate.run)("real test nodes", () => {
       expect(out).toContain(`hello from ${n.ip}`);
     }
   }
+
+  it("the kubelet's API refuses callers without credentials (pods on the bridge can reach it)", async () => {
+    const n = nodes[0]!;
+    const status = await new Promise<number>((resolve, reject) => {
+      https.get({ host: n.ip, port: n.kubeletPort, path: "/pods", rejectUnauthorized: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      }).on("error", reject);
+    });
+    expect(status).toBe(401);
+  });
 
   it("an image that was not imported is never pulled from a registry: the pull fails on this host", async () => {
     const n = nodes[0]!;

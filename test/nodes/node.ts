@@ -40,6 +40,8 @@ export interface TestNode {
   dir: string;
   containerd: Containerd;
   kubelet: Proc;
+  /** The kubelet's HTTPS API port (on the node IP). */
+  kubeletPort: number;
   /** Seconds from start to Ready. */
   startSeconds: number;
   stop(): Promise<void>;
@@ -83,13 +85,14 @@ export async function startNode(o: NodeOptions): Promise<TestNode> {
     containerd = await startContainerd({ dir, bridge, network, subnet: `10.88.${o.index}.0/24`, gateway: ip, streamPort: await freePort() });
     procs.push(containerd.proc);
     await importImages(containerd, o.images);
+    const kubeletPort = await freePort();
     const kubelet = await startKubelet({
       bin: o.bin, dir, name: o.name, ip, server: o.kube.server, ca: o.ca, socket: containerd.socket,
-      port: await freePort(), healthzPort: await freePort(), taint: o.taint ?? true,
+      port: kubeletPort, healthzPort: await freePort(), taint: o.taint ?? true,
     });
     procs.push(kubelet);
     await waitFor(`node ${o.name} Ready`, () => nodeReady(o.kube, o.name), { timeoutMs: o.readyTimeoutMs ?? 180_000, proc: kubelet });
-    return { name: o.name, ip, bridge, network, dir, containerd, kubelet, startSeconds: (Date.now() - started) / 1000, stop };
+    return { name: o.name, ip, bridge, network, dir, containerd, kubelet, kubeletPort, startSeconds: (Date.now() - started) / 1000, stop };
   } catch (err) {
     await stop();
     throw err;
