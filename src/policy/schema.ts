@@ -1,6 +1,7 @@
 // The policy file's schema: what platform teams may set, with defaults and the
 // checks that name the bad field. Quantities and durations become numbers here.
 import { z } from "zod";
+import { partsSchema } from "./parts.js";
 import { parseBytes, parseDuration } from "./units.js";
 
 const bytes = z.union([z.string(), z.number()]).transform((v, ctx) => {
@@ -115,6 +116,8 @@ export const policySchema = z.strictObject({
       maxFillsPerHost: z.number().int().min(1).default(8),
       /** A fill whose every waiter has gone is abandoned after this (pre-warm fills never are). */
       abandonGrace: duration.default(10_000),
+      /** Parallel ranged fills (src/policy/parts.ts). */
+      parts: partsSchema.prefault({}),
       prewarm: z.array(z.string().url()).default([]),
     })
     .prefault({}),

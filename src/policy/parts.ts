@@ -1,0 +1,24 @@
+// Policy for parallel ranged fills (`cache.parts`): how a big file is split into parts
+// fetched concurrently from an origin that supports ranges.
+import { z } from "zod";
+import { parseBytes } from "./units.js";
+
+const bytes = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const n = parseBytes(v);
+  if (n === null) {
+    ctx.addIssue({ code: "custom", message: `"${v}" is not a byte quantity (examples: 8Mi, 64Mi)` });
+    return z.NEVER;
+  }
+  return n;
+});
+
+export const partsSchema = z.strictObject({
+  /** Bytes per ranged GET. */
+  size: bytes.default(16 * 2 ** 20),
+  /** Parts of one fill fetched at once. */
+  concurrency: z.number().int().min(1).max(64).default(8),
+  /** Files smaller than this are fetched in one stream. */
+  minFileSize: bytes.default(32 * 2 ** 20),
+  /** Origin connections per node across all fills (ranged parts and single streams). */
+  maxConnections: z.number().int().min(1).max(1024).default(32),
+});
