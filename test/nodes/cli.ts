@@ -1,9 +1,11 @@
 // `npx tsx test/nodes/cli.ts up [NODES]`: start the node tests' control plane and NODES
 // real nodes (default 1) by hand, print the kubeconfig and how to use it, and keep them
 // running until Ctrl-C (then tear everything down: pods, mounts, bridges, processes).
+// `clean` removes what test nodes of a run that died (kill -9) left behind.
 import { startControlPlane } from "./control-plane.js";
 import { startNode, type TestNode } from "./node.js";
 import { buildImages, k8sBinDir } from "./requirements.js";
+import { sweepLeftovers } from "./sweep.js";
 
 async function up(count: number): Promise<void> {
   const images = buildImages();
@@ -37,7 +39,9 @@ async function up(count: number): Promise<void> {
 
 if (process.argv[2] === "up") {
   void up(Number(process.argv[3] ?? 1));
+} else if (process.argv[2] === "clean") {
+  void sweepLeftovers().then((r) => console.log(r.length ? r.join("\n") : "nothing left over"));
 } else {
-  console.error("usage: npx tsx test/nodes/cli.ts up [NODES]   (as root; Ctrl-C stops it)");
+  console.error("usage: npx tsx test/nodes/cli.ts up [NODES]   (as root; Ctrl-C stops it)\n       npx tsx test/nodes/cli.ts clean       (remove what dead test nodes left behind)");
   process.exit(2);
 }
