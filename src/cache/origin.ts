@@ -27,6 +27,18 @@ export interface OriginSettings {
   resolve?: Resolver;
   /** Called once per HTTP request made (each redirect hop), for the origin_requests metric. */
   observe?: (result: string) => void;
+  /**
+   * Credentials for one request (called per hop, after the SSRF check): returns the URL and
+   * headers to send. A credential applies only to the origins it names, so a redirect to
+   * another host gets none. Default: anonymous.
+   */
+  authorize?: (req: OriginRequest) => Promise<OriginRequest>;
+}
+
+export interface OriginRequest {
+  url: URL;
+  method: "GET" | "HEAD";
+  headers: Record<string, string>;
 }
 
 export interface OriginResponse {
@@ -53,7 +65,9 @@ export async function originGet(
       s.observe?.("refused");
       throw refused(hop === 0 ? `origin ${redact(url)} refused: ${why}` : `redirect to ${redact(url)} refused: ${why}`);
     }
-    const r = await requestOnce(url, s, headers, signal);
+    const signed = s.authorize ? await s.authorize({ url, method: "GET", headers: { ...headers } }) : { url, headers };
+    if (signed.url.origin !== url.origin) throw new CacheError(500, "policy", `a credential rewrote ${redact(url)} to another origin; refusing`);
+    const r = await requestOnce(signed.url, s, signed.headers, signal);
     const location = r.res.headers.location;
     if (!REDIRECT_STATUS.has(r.res.statusCode ?? 0) || !location) return r;
     r.res.resume();

@@ -6,11 +6,22 @@ import { KEY_PATTERN, SHA256_HEX, cacheKey, normalizeUrl } from "../shared/proto
 import { badRequest, refused } from "./errors.js";
 import { redact } from "./redact.js";
 
+/** Who asks, from a verified token (see DESIGN.md "Who may ask the node cache"). */
+export interface Caller {
+  namespace: string;
+  serviceAccount: string;
+  pod?: string;
+  /** The node cache's own ServiceAccount (a peer), which may act for any namespace's rules it is given. */
+  peer?: boolean;
+}
+
 export interface ObjectRequest {
   key: string;
   /** Normalized: WHATWG-serialized, no fragment. */
   url: string;
   sha256?: string;
+  /** Set once identity is verified; absent for anonymous callers. */
+  caller?: Caller;
 }
 
 const KNOWN_PARAMS = new Set(["url", "sha256"]);

@@ -1,6 +1,7 @@
 // The policy file's schema: what platform teams may set, with defaults and the
 // checks that name the bad field. Quantities and durations become numbers here.
 import { z } from "zod";
+import { credentialsSchema } from "./credentials.js";
 import { partsSchema } from "./parts.js";
 import { parseBytes, parseDuration } from "./units.js";
 
@@ -78,6 +79,8 @@ export const policySchema = z.strictObject({
   origins: origins.prefault({}),
   injection: injection.prefault({}),
   namespaces: z.record(dnsLabel, namespaceOverride).default({}),
+  /** Private origins (src/policy/credentials.ts). */
+  credentials: credentialsSchema,
   fetcher: z
     .strictObject({
       image: image.default("curlimages/curl:8.11.1"),
