@@ -156,6 +156,27 @@ Narrow policy.origins.allow to your file hosts before production use.
 Docs: ${HOME}/blob/v{{ .Chart.AppVersion }}/docs/INSTALL.md
 `;
 
+/** `helm show readme`: what it is and where the full guide is. */
+export function chartReadme(version: string): string {
+  return `# cache-io
+
+Node-local cache for large read-only files (models, data sets), wired into pods by a
+mutating admission webhook: annotate a pod with \`cache.io/files\`, and each file is
+fetched once per node and mounted read-only (or copied) before the app starts.
+
+\`\`\`sh
+kubectl create namespace cache-io
+kubectl label namespace cache-io pod-security.kubernetes.io/enforce=privileged
+helm install cache-io oci://ghcr.io/cache-io/charts/cache-io --version ${version} -n cache-io
+cache-io check --namespace cache-io
+\`\`\`
+
+Values: \`helm show values\` (each is commented; \`values.schema.json\` checks them).
+Install, upgrade, uninstall, service meshes and policy engines:
+${HOME}/blob/v${version}/docs/INSTALL.md. Alerts: ${HOME}/blob/v${version}/docs/RUNBOOK.md.
+`;
+}
+
 export const HELMIGNORE = `.DS_Store
 *.tgz
 *.orig

@@ -12,7 +12,7 @@ import { DEFAULT_POLICY_YAML } from "../policy/default.js";
 import { policySchema } from "../policy/schema.js";
 import { VERSION } from "../shared/version.js";
 import { certManagerObjects } from "./cert-manager.js";
-import { HELMIGNORE, HELPERS, NOTES, POLICY_CONFIGMAP, chartYaml, valuesHead } from "./chart-text.js";
+import { HELMIGNORE, HELPERS, NOTES, POLICY_CONFIGMAP, chartReadme, chartYaml, valuesHead } from "./chart-text.js";
 import { certsObjects } from "./certs-job.js";
 import { priorityClass } from "./cluster.js";
 import { NAMES, type Target } from "./names.js";
@@ -171,6 +171,7 @@ export function chartFiles(): Map<string, string> {
     [dir("Chart.yaml"), HEADER + chartYaml(VERSION)],
     [dir("values.yaml"), HEADER + valuesYaml()],
     [dir("values.schema.json"), valuesSchema()],
+    [dir("README.md"), chartReadme(VERSION)],
     [dir(".helmignore"), HELMIGNORE],
     [dir("templates/_helpers.tpl"), HELPERS],
     [dir("templates/NOTES.txt"), NOTES],
