@@ -44,7 +44,9 @@ export function formatText(line: string): string {
   const fields = Object.entries(rec)
     .filter(([k]) => !OMIT.has(k))
     .map(([k, v]) => `${k}=${textValue(v)}`);
-  return [String(rec.time ?? ""), level, `${where}${String(rec.msg ?? "")}`, ...fields].join(" ").trimEnd() + "\n";
+  // One event, one line: a message with line breaks (a policy error, a stack) keeps them escaped.
+  const msg = String(rec.msg ?? "").replace(/\r?\n/g, "\\n");
+  return [String(rec.time ?? ""), level, `${where}${msg}`, ...fields].join(" ").trimEnd() + "\n";
 }
 
 function build(): Logger {
