@@ -12,7 +12,7 @@ import { DEFAULT_POLICY_YAML } from "../../src/policy/default.js";
 const run = promisify(execFile);
 
 describe("generated manifests", () => {
-  it.each([...generatedFiles().keys()])("deploy/%s is what the code generates (run `npm run manifests` after changing src/deploy)", (rel) => {
+  it.each([...generatedFiles().keys()])("deploy/%s is what the code generates (run `npm run manifests` after changing src/deploy, the default policy or deploy/monitoring)", (rel) => {
     expect(readFileSync(join("deploy", rel), "utf8")).toBe(generatedFiles().get(rel));
   });
 
