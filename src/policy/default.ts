@@ -12,6 +12,10 @@ injection:
   mode: mount             # mount (zero-copy hostPath) or copy (emptyDir)
   onInvalid: deny         # deny, or warn (admit unmutated with a warning)
 namespaces: {}            # per-namespace overrides: injection fields, originsAllow, fetcher.resources
+identity:
+  mode: "off"             # off, optional (rollout: tokens sent and checked, anonymous still served) or required
+  tokenExpirationSeconds: 600
+  maxFillsPerNamespace: 8 # origin fills in flight per caller namespace (verified callers)
 fetcher:
   image: curlimages/curl:8.11.1
   imagePullPolicy: IfNotPresent

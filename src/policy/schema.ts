@@ -70,6 +70,20 @@ const namespaceOverride = z.strictObject({
   fetcher: z.strictObject({ resources: fetcherResources }).optional(),
 });
 
+/** Who may ask the node cache (src/shared/identity.ts, docs/CACHE.md "Who may ask"). */
+const identity = z.strictObject({
+  /**
+   * off: no token (anonymous callers, the union of every namespace's allow-list);
+   * optional: the init container sends a token and the cache verifies any token it gets, anonymous callers still served (rollout);
+   * required: file requests without a valid token get 401.
+   */
+  mode: z.enum(["off", "optional", "required"]).default("off"),
+  /** expirationSeconds of the projected token (the API server's minimum is 600). */
+  tokenExpirationSeconds: z.number().int().min(600, "must be at least 600 (the API server refuses shorter projected tokens)").max(86_400).default(600),
+  /** Origin fills in flight started by one namespace's callers (joining a fill in flight costs nothing). */
+  maxFillsPerNamespace: z.number().int().min(1).default(8),
+});
+
 const prepullImage = z.union([
   image.transform((i) => ({ image: i, architectures: [] as string[] })),
   z.strictObject({ image, architectures: z.array(z.enum(["amd64", "arm64", "arm", "ppc64le", "s390x"])).default([]) }),
@@ -79,6 +93,7 @@ export const policySchema = z.strictObject({
   origins: origins.prefault({}),
   injection: injection.prefault({}),
   namespaces: z.record(dnsLabel, namespaceOverride).default({}),
+  identity: identity.prefault({}),
   /** Private origins (src/policy/credentials.ts). */
   credentials: credentialsSchema,
   fetcher: z

@@ -10,6 +10,7 @@ import { addNodeIp } from "./env.js";
 import { fetchContainer, insertFetcher } from "./init-container.js";
 import { podLabel, quote, Refusal, type ReasonCode } from "./messages.js";
 import { checkShape } from "./shape.js";
+import { tokenVolumes } from "./token.js";
 import { addMounts, appMounts, podVolumes } from "./volumes.js";
 
 export type { ReasonCode } from "./messages.js";
@@ -121,7 +122,7 @@ function inject(original: V1Pod, request: InjectRequest, policy: Policy, fetcher
     return container;
   });
   spec.initContainers = insertFetcher(spec.initContainers ?? [], fetchContainer(request.files, request.mode, policy, fetcherResources));
-  spec.volumes = [...(spec.volumes ?? []), ...podVolumes(request.files, request.mode, policy.cache.root)];
+  spec.volumes = [...(spec.volumes ?? []), ...podVolumes(request.files, request.mode, policy.cache.root), ...tokenVolumes(policy)];
   const metadata = { ...original.metadata, annotations: { ...original.metadata?.annotations, [ANNOTATION.status]: STATUS_INJECTED } };
   return { ...original, metadata, spec };
 }

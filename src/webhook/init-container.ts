@@ -7,6 +7,7 @@ import { ensurePath, objectPath, RESERVED } from "../shared/protocol.js";
 import type { Mode } from "./annotations.js";
 import { nodeIpEnv } from "./env.js";
 import type { FileRequest } from "./files.js";
+import { tokenCurlArgs, tokenMounts } from "./token.js";
 import { fetcherMounts } from "./volumes.js";
 
 /** The cache's base URL as the container sees it; the kubelet expands $(NODE_IP). */
@@ -22,6 +23,7 @@ export function curlArgs(files: FileRequest[], mode: Mode, policy: Policy): stri
     "--connect-timeout", "5",
     "--speed-limit", "1", "--speed-time", "120",
     "--retry", String(policy.fetcher.retries), "--retry-all-errors", "--retry-delay", "2",
+    ...tokenCurlArgs(policy),
   ];
   const base = cacheBase(policy);
   for (const f of files) {
@@ -34,7 +36,7 @@ export function curlArgs(files: FileRequest[], mode: Mode, policy: Policy): stri
 
 export function fetchContainer(files: FileRequest[], mode: Mode, policy: Policy, resources = policy.fetcher.resources): V1Container {
   const { fetcher } = policy;
-  const mounts = fetcherMounts(mode);
+  const mounts = [...fetcherMounts(mode), ...tokenMounts(policy)];
   return {
     name: RESERVED.initContainer,
     image: fetcher.image,
