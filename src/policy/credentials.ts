@@ -7,16 +7,74 @@ const hostPattern = z
   .string()
   .regex(/^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/i, "must be a host name or `*.domain`, optionally with :port");
 
-export const credentialSchema = z.strictObject({
+const absDir = z.string().regex(/^\/[^\0]*$/, "must be an absolute path");
+
+const common = {
   /** Names the credential in logs, metrics and messages. */
   name: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a DNS-1123 label").max(63),
-  match: z.strictObject({ host: hostPattern, pathPrefix: z.string().regex(/^\//, "must start with /").optional() }),
+  match: z.strictObject({
+    host: hostPattern,
+    pathPrefix: z.string().regex(/^\//, "must start with /").optional(),
+    /** Credentials go over https only, unless the platform team says http (a trusted network, tests). */
+    scheme: z.enum(["https", "http"]).default("https"),
+  }),
   /** Namespaces whose pods may have files fetched with this credential (and read them once cached). */
   namespaces: z.array(z.string().min(1)).min(1),
-  kind: z.enum(["bearer", "basic", "header"]),
-  /** Directory of the mounted Secret holding the material (re-read when it changes). */
-  secretDir: z.string().regex(/^\//, "must be an absolute path"),
+};
+
+/** Directory of the mounted Secret holding the material (re-read when it changes). */
+const secretDir = absDir;
+
+const bearer = z.strictObject({ ...common, kind: z.literal("bearer"), secretDir });
+const basic = z.strictObject({ ...common, kind: z.literal("basic"), secretDir });
+const header = z.strictObject({ ...common, kind: z.literal("header"), secretDir });
+
+const s3 = z.strictObject({
+  ...common,
+  kind: z.literal("s3"),
+  region: z.string().regex(/^[a-z0-9-]+$/, "must be a region name such as eu-west-1 (S3-compatible stores: us-east-1 unless they say otherwise)"),
+  /** secret: keys from secretDir; webIdentity: IRSA's token file; default: the AWS SDK's chain (env, Pod Identity, instance role). */
+  source: z.enum(["secret", "webIdentity", "default"], { error: "must be secret, webIdentity or default" }).default("secret"),
+  secretDir: absDir.optional(),
+  /** webIdentity only; default: the AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE that IRSA sets. */
+  roleArn: z.string().regex(/^arn:[a-z-]+:iam::\d{12}:role\/\S+$/, "must be an IAM role ARN").optional(),
+  tokenFile: absDir.optional(),
 });
 
-export const credentialsSchema = z.array(credentialSchema).default([]);
+const azure = z.strictObject({
+  ...common,
+  kind: z.literal("azure"),
+  accountName: z.string().regex(/^[a-z0-9]{3,24}$/, "must be a storage account name (3-24 lowercase letters and digits)"),
+  source: z
+    .enum(["sharedKey", "sas"], { error: "must be sharedKey (file account-key) or sas (file sas-token); workload identity is not supported yet" })
+    .default("sharedKey"),
+  secretDir,
+});
+
+const KINDS = "bearer, basic, header, s3, azure";
+
+export const credentialSchema = z
+  .discriminatedUnion("kind", [bearer, basic, header, s3, azure], {
+    error: (iss) => (iss.code === "invalid_union" ? `kind must be one of ${KINDS} (gcs is not supported yet)` : undefined),
+  })
+  .superRefine((c, ctx) => {
+    if (c.kind !== "s3") return;
+    if (c.source === "secret" && !c.secretDir) ctx.addIssue({ code: "custom", path: ["secretDir"], message: "is required with source: secret (files access-key-id, secret-access-key)" });
+    if (c.source !== "secret" && c.secretDir) ctx.addIssue({ code: "custom", path: ["secretDir"], message: `is used only with source: secret, not ${c.source}` });
+    if (c.source !== "webIdentity" && (c.roleArn || c.tokenFile)) {
+      ctx.addIssue({ code: "custom", path: [c.roleArn ? "roleArn" : "tokenFile"], message: "is used only with source: webIdentity" });
+    }
+  });
+
+export const credentialsSchema = z
+  .array(credentialSchema)
+  .default([])
+  .superRefine((list, ctx) => {
+    const seen = new Set<string>();
+    list.forEach((c, i) => {
+      if (seen.has(c.name)) ctx.addIssue({ code: "custom", path: [i, "name"], message: `"${c.name}" is used by two credentials; names must be unique` });
+      seen.add(c.name);
+    });
+  });
 export type Credential = z.output<typeof credentialSchema>;
+export type CredentialKind = Credential["kind"];
