@@ -34,7 +34,8 @@ k8s_ldflags() {
 }
 
 # kwok's own stage definitions (node init + lease heartbeat, the general pod lifecycle),
-# taken from the pinned module, as one config file beside the binary.
+# taken from the pinned module, as one config file beside the binary; each pod step takes
+# 100 ms instead of kwok's 1-6 s (tests wait for Running, and nothing here needs realism).
 kwok_stages() {
   local dir; dir=$(cd "$here/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
   local s=$dir/kustomize/stage out="$bin/kwok-stages.yaml"
@@ -42,7 +43,7 @@ kwok_stages() {
     pod/general/pod-create pod/general/pod-init-container-running pod/general/pod-init-container-completed \
     pod/general/pod-ready pod/general/pod-complete pod/general/pod-delete; do
     echo "---"; cat "$s/$f.yaml"
-  done > "$out.tmp"
+  done | sed -e '/jitterDurationMilliseconds: 5000$/d' -e 's/durationMilliseconds: 1000$/durationMilliseconds: 100/' > "$out.tmp"
   mv "$out.tmp" "$out"
 }
 
