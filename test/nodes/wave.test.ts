@@ -81,7 +81,7 @@ describe.skipIf(!gate.run)(`${PODS} pods on one real node`, () => {
     expect(new Set(w.served.map((s) => s.from)).size).toBe(PODS);
     const slowest = Math.max(...w.served.map((s) => s.ms));
     console.log(`warm wave: ${PODS} pods done in ${w.seconds.toFixed(1)} s; slowest ensure answer ${slowest.toFixed(1)} ms`);
-    expect(slowest).toBeLessThan(500); // well under a second, with room for a loaded 2-core machine
+    expect(slowest).toBeLessThan(800); // well under a second, with room for a loaded 2-core machine (16–330 ms seen)
     for (const p of w.pods) {
       const t = p.status?.initContainerStatuses?.[0]?.state?.terminated;
       // Kubernetes records these to the second: at most one tick apart.
