@@ -2,7 +2,8 @@
 // metric reason, and a message that says what was wrong and how to fix it.
 export type FailReason =
   | "bad_request" | "policy" | "origin_status" | "network" | "timeout" | "truncated"
-  | "checksum" | "too_large" | "disk_budget" | "io" | "shutdown" | "busy" | "abandoned" | "not_ready";
+  | "checksum" | "too_large" | "disk_budget" | "io" | "shutdown" | "busy" | "abandoned" | "not_ready"
+  | "unauthenticated";
 
 export class CacheError extends Error {
   /** Seconds a client should wait before retrying (sent as Retry-After). */
@@ -28,6 +29,11 @@ export function badRequest(message: string): CacheError {
 
 export function refused(message: string): CacheError {
   return new CacheError(403, "policy", message);
+}
+
+/** 401: the caller did not prove who it is (sent with WWW-Authenticate: Bearer). */
+export function unauthorized(message: string): CacheError {
+  return new CacheError(401, "unauthenticated", message);
 }
 
 /** 503 with Retry-After: a limit of the cache is reached right now. */

@@ -30,6 +30,7 @@ export class CacheMetrics {
   readonly originRequests: Counter<"result">;
   readonly downloadsRefused: Counter<"reason">;
   readonly fillDuration: Histogram<"result">;
+  readonly auth: Counter<"result">;
   readonly policyValid: Gauge;
   readonly policyReloads: Counter<"result">;
 
@@ -52,6 +53,7 @@ export class CacheMetrics {
       labelNames: ["reason"],
       registers,
     });
+    this.auth = new Counter({ name: "cache_io_cache_auth_total", help: "Bearer tokens checked on file requests, by result (ok, refused: 401, error: keys unavailable)", labelNames: ["result"], registers });
     this.fillDuration = new Histogram({
       name: "cache_io_cache_fill_duration_seconds",
       help: "Time from the start of a fill to its end, by result (ok, unchanged, stale, gone, or the failure reason)",

@@ -4,20 +4,22 @@
 // pre-warm, and eviction when a reloaded policy shrinks the budget.
 import type { KubeConfig } from "@kubernetes/client-node";
 import { mkdir } from "node:fs/promises";
-import { cacheOriginRules } from "../policy/load.js";
+import { cacheOriginRules, settingsFor } from "../policy/load.js";
 import type { Policy } from "../policy/schema.js";
 import { logger, type Logger } from "../shared/log.js";
 import { checkOriginUrl, type OriginRules } from "../shared/origin.js";
 import { cacheKey, normalizeUrl } from "../shared/protocol.js";
-import { CacheError } from "./errors.js";
+import { CacheError, busy } from "./errors.js";
 import { Budget } from "./eviction.js";
 import { Fill, Filler } from "./fill.js";
+import { Issuer, type IssuerOptions } from "./identity/issuer.js";
+import { TokenVerifier } from "./identity/verify.js";
 import { InUse } from "./in-use.js";
 import { BufferPool, Slots, downloadRefusal } from "./limits.js";
 import { CacheMetrics } from "./metrics.js";
 import type { Resolver } from "./origin.js";
 import { redact } from "./redact.js";
-import type { ObjectRequest } from "./request.js";
+import { namespaceRefusal, type Caller, type ObjectRequest } from "./request.js";
 import { Store, type ObjectMeta } from "./store.js";
 
 const DEFAULT_RETRY_BASE_MS = 1000;
@@ -44,6 +46,9 @@ export interface NodeCacheOptions {
   /** How often a changed policy is looked for (budget shrink). */
   policyCheckMs?: number;
   log?: Logger;
+  /** Where the callers' tokens are verified (the API server's issuer keys); default: kubeConfig. */
+  identityKubeConfig?: KubeConfig | null;
+  issuer?: IssuerOptions;
 }
 
 export type Acquired = { meta: ObjectMeta } | { fill: Fill; joined: boolean };
@@ -62,9 +67,15 @@ export class NodeCache {
   #scanned = false;
   #writable = { ok: false, at: 0 };
   #policyTimer: NodeJS.Timeout | undefined;
+  readonly verifier: TokenVerifier | undefined;
+  /** Fills in flight started by a namespace's callers: key -> its namespace's slot. */
+  readonly namespaceFills = new Slots();
+  readonly #fillOwners = new Set<string>();
 
   constructor(private readonly opts: NodeCacheOptions) {
     const policy = opts.policy;
+    const idKube = opts.identityKubeConfig ?? opts.kubeConfig;
+    if (idKube && opts.nodeName) this.verifier = new TokenVerifier(new Issuer(idKube, opts.issuer), { nodeName: opts.nodeName });
     this.log = opts.log ?? logger("cache");
     this.store = new Store(opts.root);
     const windowMs = () => opts.recentUseMs ?? policy().cache.recentUseWindow;
@@ -110,6 +121,32 @@ export class NodeCache {
   /** Origin rules of the policy in force (the union of every namespace's allow-list). */
   rules(): OriginRules {
     return cacheOriginRules(this.opts.policy());
+  }
+
+  /**
+   * Who asks, from the request's Authorization header: the verified caller, undefined for
+   * an anonymous caller the policy's identity.mode lets in, or a 401 (503 when tokens
+   * are required but this cache has no way to verify them).
+   */
+  async identify(authorization: string | undefined): Promise<Caller | undefined> {
+    const mode = this.opts.policy().identity.mode;
+    if (mode === "off" || (mode === "optional" && (!authorization || !this.verifier))) return undefined;
+    if (!this.verifier) {
+      throw Object.assign(new CacheError(503, "not_ready", "identity.mode is required, but this node cache cannot verify tokens: start it with --node-name and a cluster config (in-cluster ServiceAccount or KUBECONFIG)"), { retryAfter: 10 });
+    }
+    try {
+      const caller = await this.verifier.verify(authorization);
+      this.metrics.auth.inc({ result: "ok" });
+      return caller;
+    } catch (err) {
+      this.metrics.auth.inc({ result: err instanceof CacheError && err.status === 401 ? "refused" : "error" });
+      throw err;
+    }
+  }
+
+  /** The origin rules a caller's requests are checked against: its namespace's, or the union for anonymous callers. */
+  rulesFor(caller: Caller | undefined): OriginRules {
+    return caller ? settingsFor(this.opts.policy(), caller.namespace).origins : this.rules();
   }
 
   /** Why file requests cannot be served now (an invalid policy at start), or null. */
@@ -179,8 +216,10 @@ export class NodeCache {
   }
 
   #acquire(req: ObjectRequest): Acquired {
-    this.inUse.touch(req.key);
+    // With identity required, only verified callers (and the cache's own pre-warm) pin files.
+    if (req.caller || this.opts.policy().identity.mode !== "required" || (req as { prewarm?: boolean }).prewarm) this.inUse.touch(req.key);
     const meta = this.#index.get(req.key);
+    if (meta && req.caller) this.#mayUse(req.caller, meta);
     const shaOk = !!meta && (!req.sha256 || req.sha256 === meta.sha256);
     if (meta && shaOk && (req.sha256 || !this.#due(meta))) {
       this.budget.touch(req.key);
@@ -189,7 +228,22 @@ export class NodeCache {
     }
     let r: { fill: Fill; joined: boolean };
     try {
-      r = this.filler.join(meta && shaOk ? { ...req, previous: meta } : req);
+      const release = this.#namespaceFillSlot(req);
+      try {
+        r = this.filler.join(meta && shaOk ? { ...req, previous: meta } : req);
+      } catch (err) {
+        release?.();
+        throw err;
+      }
+      if (release && r.joined) release();
+      else if (release) {
+        this.#fillOwners.add(req.key);
+        const done = () => {
+          this.#fillOwners.delete(req.key);
+          release();
+        };
+        r.fill.promise.then(done, done);
+      }
     } catch (err) {
       // At the fill caps, a due revalidation waits: the copy in hand is served meanwhile.
       if (!(meta && shaOk && err instanceof CacheError && err.reason === "busy")) throw err;
@@ -199,6 +253,30 @@ export class NodeCache {
     this.metrics.misses.inc();
     if (r.joined) this.metrics.coalesced.inc();
     return r;
+  }
+
+  /**
+   * A hit is served only to a caller whose namespace may use the origin the cached file
+   * came from (its recorded URL), whoever filled it.
+   */
+  #mayUse(caller: Caller, meta: ObjectMeta): void {
+    const rules = this.rulesFor(caller);
+    const why = checkOriginUrl(new URL(meta.url), rules);
+    if (why) throw new CacheError(403, "policy", namespaceRefusal(caller, meta.url, rules, why));
+  }
+
+  /**
+   * A verified caller that would start a new fill takes one of its namespace's
+   * identity.maxFillsPerNamespace slots until the fill ends; joining one in flight is free.
+   */
+  #namespaceFillSlot(req: ObjectRequest): (() => void) | undefined {
+    if (!req.caller || this.#fillOwners.has(req.key)) return undefined;
+    const ns = req.caller.namespace;
+    const max = this.opts.policy().identity.maxFillsPerNamespace;
+    const slot = this.namespaceFills.acquire(ns, { total: Number.POSITIVE_INFINITY, perGroup: max });
+    if ("release" in slot) return slot.release;
+    this.metrics.downloadsRefused.inc({ reason: "max_fills_per_namespace" });
+    throw busy(`namespace "${ns}" already has ${slot.count} fills from origins in flight on this node, its limit (identity.maxFillsPerNamespace=${max}); retry when they end, or raise identity.maxFillsPerNamespace`);
   }
 
   /** The outcome of a fill for one waiter: the file, or why not (also when it has another sha256 than asked). */

@@ -42,7 +42,11 @@ function single(q: URLSearchParams, name: string): string | undefined {
   return all[0];
 }
 
-export function parseObjectRequest(rawKey: string, rawQuery: string, rules: OriginRules): ObjectRequest {
+/**
+ * `rules` are the caller's namespace's (or, for an anonymous caller where identity allows
+ * one, the union of every namespace's); `caller` is set on the request and named in a 403.
+ */
+export function parseObjectRequest(rawKey: string, rawQuery: string, rules: OriginRules, caller?: Caller): ObjectRequest {
   if (!KEY_PATTERN.test(rawKey)) {
     throw badRequest(`${shown(rawKey)} is not a cache key: a key is the sha256 (64 lowercase hex digits) of the file's URL without its fragment`);
   }
@@ -63,6 +67,12 @@ export function parseObjectRequest(rawKey: string, rawQuery: string, rules: Orig
   const sha256 = single(q, "sha256");
   if (sha256 !== undefined && !SHA256_HEX.test(sha256)) throw badRequest(`sha256 ${shown(sha256)} must be 64 lowercase hex digits`);
   const why = checkOriginUrl(new URL(url), rules);
-  if (why) throw refused(`origin of ${redact(url)} refused: ${why}`);
-  return sha256 ? { key: rawKey, url, sha256 } : { key: rawKey, url };
+  if (why) throw refused(caller ? namespaceRefusal(caller, url, rules, why) : `origin of ${redact(url)} refused: ${why}`);
+  return { key: rawKey, url, ...(sha256 ? { sha256 } : {}), ...(caller ? { caller } : {}) };
+}
+
+/** The 403 for a caller whose namespace may not use an origin: names the namespace and its allow-list. */
+export function namespaceRefusal(caller: Caller, url: string, rules: OriginRules, why: string): string {
+  const list = rules.allow.length > 8 ? `${JSON.stringify(rules.allow.slice(0, 8)).slice(0, -1)},...]` : JSON.stringify(rules.allow);
+  return `namespace "${caller.namespace}" may not use ${redact(url)}: ${why} (its allow-list: ${list}, from namespaces.${caller.namespace}.originsAllow or origins.allow)`;
 }

@@ -4,6 +4,7 @@
 // or slow clients can hold.
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
+import { CACHE_MAX_HEADER_BYTES } from "../shared/protocol.js";
 import { CacheError, asCacheError } from "./errors.js";
 import type { Fill } from "./fill.js";
 import type { NodeCache } from "./node-cache.js";
@@ -27,7 +28,7 @@ export const SERVER_LIMITS = {
   /** How often Node checks the two timeouts above (its default, 30 s, would let a slow client hold on 40 s). */
   connectionsCheckingInterval: 2_000,
   keepAliveTimeout: 30_000,
-  maxHeaderSize: 16 * 1024,
+  maxHeaderSize: CACHE_MAX_HEADER_BYTES,
   /** Open connections at most (each ensure waiter holds one); more are closed at once. */
   maxConnections: 4096,
 };
@@ -59,7 +60,8 @@ async function handle(cache: NodeCache, req: IncomingMessage, res: ServerRespons
     }
     const problem = cache.policyProblem();
     if (problem) throw Object.assign(new CacheError(503, "not_ready", problem), { retryAfter: 10 });
-    const params = parseObjectRequest(m[2] ?? "", query, cache.rules());
+    const caller = await cache.identify(req.headers.authorization);
+    const params = parseObjectRequest(m[2] ?? "", query, cache.rulesFor(caller), caller);
     return isEnsure ? ensure(cache, res, params, o) : serveObject(cache, req, res, params);
   }
   if (path === "/healthz") return text(res, 200, "ok\n");
@@ -83,11 +85,18 @@ function text(res: ServerResponse, status: number, body: string, extra: Record<s
  * the client fails (a text response first gets an `error:` line for the log).
  */
 function fail(res: ServerResponse, err: CacheError): void {
-  if (!res.headersSent) return text(res, err.status, errorLine(err.message), err.retryAfter ? { "retry-after": String(err.retryAfter) } : {});
+  if (!res.headersSent) return text(res, err.status, errorLine(err.message), errorHeaders(err));
   if (res.destroyed) return;
   if (!progressStreams.has(res)) return void res.destroy();
   res.write(errorLine(err.message), () => res.destroy());
   setTimeout(() => res.destroy(), 5000).unref();
+}
+
+function errorHeaders(err: CacheError): Record<string, string> {
+  return {
+    ...(err.retryAfter ? { "retry-after": String(err.retryAfter) } : {}),
+    ...(err.status === 401 ? { "www-authenticate": 'Bearer realm="cache-io", error="invalid_token"' } : {}),
+  };
 }
 
 type Outcome = { meta: ObjectMeta } | { err: CacheError };
