@@ -6,9 +6,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createCredentials, type Credentials } from "../../src/cache/credentials/index.js";
-import { originGet, statusError, type OriginSettings } from "../../src/cache/origin.js";
+import { statusError } from "../../src/cache/origin.js";
 import { credentialsSchema } from "../../src/policy/credentials.js";
-import { startAuthOrigin, writeSecretDir, type AuthOrigin } from "../support/auth-origin.js";
+import { originFetch, startAuthOrigin, writeSecretDir, type AuthOrigin } from "../support/auth-origin.js";
 
 let dir: string;
 let origin: AuthOrigin;
@@ -46,20 +46,9 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function settings(): OriginSettings {
-  return {
-    rules: { allow: ["127.0.0.1"], schemes: ["http"], allowPrivate: ["127.0.0.1"] },
-    connectTimeout: 5000,
-    idleTimeout: 5000,
-    authorize: (req) => creds.authorize(req),
-  };
-}
-
 async function get(url: string): Promise<{ status: number; body: string }> {
-  const r = await originGet(url, settings(), {}, AbortSignal.timeout(10_000));
-  let body = "";
-  for await (const chunk of r.res) body += chunk;
-  return { status: r.res.statusCode ?? 0, body };
+  const { status, body } = await originFetch(url, (req) => creds.authorize(req));
+  return { status, body };
 }
 
 describe("header credentials", () => {

@@ -7,6 +7,7 @@ import type { AddressInfo } from "node:net";
 import { once } from "node:events";
 import { existsSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { originGet, type OriginSettings } from "../../src/cache/origin.js";
 
 export interface SeenRequest {
   url: string;
@@ -81,4 +82,22 @@ export function writeSecretDir(dir: string, files: Record<string, string>): void
     if (!name.startsWith("..") && !(name in files)) rmSync(join(dir, name));
   }
   if (old) rmSync(join(dir, old), { recursive: true, force: true });
+}
+
+/** GET `url` with the cache's own origin client (loopback allowed, http), signed by `authorize`. */
+export async function originFetch(
+  url: string,
+  authorize: OriginSettings["authorize"],
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string; headers: IncomingHttpHeaders }> {
+  const settings: OriginSettings = {
+    rules: { allow: ["127.0.0.1"], schemes: ["http"], allowPrivate: ["127.0.0.1"] },
+    connectTimeout: 5000,
+    idleTimeout: 5000,
+    ...(authorize ? { authorize } : {}),
+  };
+  const r = await originGet(url, settings, headers, AbortSignal.timeout(10_000));
+  let body = "";
+  for await (const chunk of r.res) body += chunk;
+  return { status: r.res.statusCode ?? 0, body, headers: r.res.headers };
 }
