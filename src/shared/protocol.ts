@@ -39,9 +39,75 @@ export function normalizeUrl(raw: string): string {
   return u.href;
 }
 
-/** hex(sha256(normalized url without fragment)). */
-export function cacheKey(url: string): string {
-  return createHash("sha256").update(normalizeUrl(url)).digest("hex");
+/**
+ * Query parameters left out of a file's key: signatures and expiries of pre-signed URLs,
+ * so one object is one cached file however often it is re-signed (the fetch still uses
+ * the full URL). An entry ending in `*` is a prefix of any case (SDKs hoist headers such
+ * as `x-amz-content-sha256` into presigned queries); other names are case-sensitive. A group with `when` applies only if that parameter is present, since
+ * its short names (`sp`, `se`, `Expires`) may mean something else to another origin.
+ * Parameters that select other bytes (versionId, partNumber, generation) are never here.
+ */
+export interface KeyIgnoreGroup {
+  params: readonly string[];
+  when?: string;
+}
+
+export const DEFAULT_KEY_IGNORE: readonly KeyIgnoreGroup[] = [
+  // S3 SigV4 presign (and S3-compatible stores, Huawei OBS), GCS V4 signed URLs.
+  { params: ["X-Amz-*", "X-Goog-*", "X-Obs-Date"] },
+  // Azure SAS (service, account and user delegation): only alongside its signature.
+  {
+    when: "sig",
+    params: ["sig", "sv", "ss", "srt", "sp", "se", "st", "spr", "sip", "si", "sr", "sdd", "ses",
+      "skoid", "sktid", "skt", "ske", "sks", "skv", "saoid", "suoid", "scid"],
+  },
+  // Alibaba OSS V1, GCS V2 and CloudFront signed URLs.
+  { when: "Signature", params: ["Signature", "Expires", "OSSAccessKeyId", "GoogleAccessId", "Key-Pair-Id", "Policy", "security-token"] },
+  // Alibaba OSS V4.
+  { params: ["x-oss-*"] },
+];
+
+/** How keys are computed: the policy's `cache.keyIgnoreQuery` (default DEFAULT_KEY_IGNORE). */
+export type KeyIgnore = readonly KeyIgnoreGroup[];
+
+function ignoredBy(name: string, params: readonly string[]): boolean {
+  return params.some((p) => (p.endsWith("*") ? name.toLowerCase().startsWith(p.slice(0, -1).toLowerCase()) : name === p));
+}
+
+/**
+ * The URL a key hashes: normalizeUrl(raw) without the ignored query parameters; the
+ * remaining ones keep their order and encoding. Without ignored parameters, it is
+ * normalizeUrl(raw) exactly.
+ */
+export function keyUrl(raw: string, ignore: KeyIgnore = DEFAULT_KEY_IGNORE): string {
+  const u = new URL(normalizeUrl(raw));
+  if (!u.search || ignore.length === 0) return u.href;
+  const pairs = u.search.slice(1).split("&");
+  const names = pairs.map((p) => {
+    const raw = p.split("=", 1)[0]!;
+    try {
+      return decodeURIComponent(raw.replace(/\+/g, " "));
+    } catch {
+      return raw;
+    }
+  });
+  const present = new Set(names);
+  const groups = ignore.filter((g) => g.when === undefined || present.has(g.when));
+  if (groups.length === 0) return u.href;
+  const kept = pairs.filter((_, i) => !groups.some((g) => ignoredBy(names[i]!, g.params)));
+  if (kept.length === pairs.length) return u.href;
+  u.search = kept.length ? `?${kept.join("&")}` : "";
+  return u.href;
+}
+
+/** Does the key of `raw` leave out some of its query (a pre-signed URL)? */
+export function keyIgnoresQuery(raw: string, ignore: KeyIgnore = DEFAULT_KEY_IGNORE): boolean {
+  return keyUrl(raw, ignore) !== normalizeUrl(raw);
+}
+
+/** hex(sha256(keyUrl(url))): the normalized URL without fragment and without signature parameters. */
+export function cacheKey(url: string, ignore: KeyIgnore = DEFAULT_KEY_IGNORE): string {
+  return createHash("sha256").update(keyUrl(url, ignore)).digest("hex");
 }
 
 /**

@@ -1,0 +1,75 @@
+// Cache keys of pre-signed URLs: signature and expiry parameters (S3, GCS, Azure SAS, OSS,
+// CloudFront) are left out of the key, so one object is one cached file however often it
+// is re-signed; the fetch still uses the caller's full URL, and no query reaches the logs.
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startCache, type RunningCache } from "../../src/cache/index.js";
+import { parsePolicy } from "../../src/policy/load.js";
+import { OBJECT_FILE, cacheKey, ensurePath, keyIgnoresQuery, keyUrl, normalizeUrl, objectDir } from "../../src/shared/protocol.js";
+import { fetchRaw, pseudoRandom, startOrigin, type Origin } from "../support/origin.js";
+
+const S3_A = "https://b.s3.eu-west-1.amazonaws.com/m/w.bin?versionId=v2&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F20260101%2Feu-west-1%2Fs3%2Faws4_request&X-Amz-Date=20260101T000000Z&X-Amz-Expires=600&X-Amz-SignedHeaders=host&X-Amz-Signature=aaaa&x-amz-content-sha256=UNSIGNED-PAYLOAD";
+const S3_B = "https://b.s3.eu-west-1.amazonaws.com/m/w.bin?versionId=v2&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F20260102%2Feu-west-1%2Fs3%2Faws4_request&X-Amz-Date=20260102T000000Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=bbbb";
+
+describe("keyUrl", () => {
+  it.each([
+    ["S3 SigV4 (other parameters such as versionId stay)", S3_A, "https://b.s3.eu-west-1.amazonaws.com/m/w.bin?versionId=v2"],
+    ["GCS V4", "https://storage.googleapis.com/b/o.bin?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=sa%2F20260101&X-Goog-Date=20260101T000000Z&X-Goog-Expires=600&X-Goog-SignedHeaders=host&X-Goog-Signature=ab12&generation=7", "https://storage.googleapis.com/b/o.bin?generation=7"],
+    ["Azure SAS", "https://acct.blob.core.windows.net/c/b.bin?sv=2024-05-04&st=2026-01-01T00%3A00%3A00Z&se=2026-01-02T00%3A00%3A00Z&sr=b&sp=r&spr=https&sig=abc%2Bdef%3D", "https://acct.blob.core.windows.net/c/b.bin"],
+    ["Azure-like names without sig= stay (another origin's own parameters)", "https://api.example.com/f?sp=2&se=x", "https://api.example.com/f?sp=2&se=x"],
+    ["OSS V1", "https://b.oss-cn-hangzhou.aliyuncs.com/o.bin?OSSAccessKeyId=LTAI&Expires=1700000000&Signature=abc%3D", "https://b.oss-cn-hangzhou.aliyuncs.com/o.bin"],
+    ["CloudFront", "https://d1.cloudfront.net/o.bin?Expires=1&Signature=x~y&Key-Pair-Id=K1", "https://d1.cloudfront.net/o.bin"],
+    ["Expires without Signature stays", "https://example.com/o.bin?Expires=1", "https://example.com/o.bin?Expires=1"],
+    ["no query, fragment removed", "https://example.com/o.bin#sha256=00", "https://example.com/o.bin"],
+  ])("%s", (_, url, expected) => {
+    expect(keyUrl(url)).toBe(expected);
+  });
+
+  it("an empty ignore list keys the whole normalized URL; the default keys S3 re-signings alike", () => {
+    expect(keyUrl(S3_A, [])).toBe(normalizeUrl(S3_A));
+    expect(cacheKey(S3_A, [])).not.toBe(cacheKey(S3_B, []));
+    expect(cacheKey(S3_A)).toBe(cacheKey(S3_B));
+    expect(cacheKey(S3_A)).not.toBe(cacheKey(S3_A.replace("versionId=v2", "versionId=v3")));
+    expect(keyIgnoresQuery(S3_A)).toBe(true);
+    expect(keyIgnoresQuery("https://example.com/o.bin?page=2")).toBe(false);
+  });
+});
+
+describe("two pre-signed URLs of one object at the node cache", () => {
+  let origin: Origin;
+  let cache: RunningCache;
+  let root: string;
+  const logs: string[] = [];
+
+  beforeAll(async () => {
+    origin = await startOrigin();
+    root = mkdtempSync(join(tmpdir(), "cache-keys-"));
+    const r = parsePolicy(`origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {originRetries: 1, idleTimeout: 5s}`);
+    if (!r.ok) throw new Error(r.errors.join());
+    const log = pino({ level: "debug" }, { write: (line: string) => void logs.push(line) });
+    cache = await startCache({ root, host: "127.0.0.1", port: 0, policy: () => r.policy, retryBaseMs: 10, log, ensureGraceMs: 100, progressIntervalMs: 100 });
+  });
+
+  afterAll(async () => {
+    await cache?.close(100);
+    await origin?.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it("share one cached file, fetched from the origin once; no signature is logged", async () => {
+    origin.put("/sas/model.bin", pseudoRandom(256 * 1024, 7));
+    const a = `${origin.url("/sas/model.bin")}?sv=2024-05-04&se=2026-01-01&sp=r&sig=FIRSTSIGNATURE`;
+    const b = `${origin.url("/sas/model.bin")}?sv=2024-05-04&se=2026-01-02&sp=r&sig=SECONDSIGNATURE`;
+    expect(cacheKey(a)).toBe(cacheKey(b));
+    const ra = await fetchRaw(cache.url + ensurePath(cacheKey(a), a));
+    const rb = await fetchRaw(cache.url + ensurePath(cacheKey(b), b));
+    expect([ra.status, rb.status]).toEqual([200, 200]);
+    expect(origin.gets("/sas/model.bin")).toBe(1);
+    expect(existsSync(join(objectDir(root, cacheKey(a)), OBJECT_FILE))).toBe(true);
+    const text = logs.join("\n") + ra.body.toString() + rb.body.toString();
+    expect(text).not.toMatch(/FIRSTSIGNATURE|SECONDSIGNATURE|se=2026/);
+  });
+});
