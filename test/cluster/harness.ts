@@ -64,7 +64,10 @@ export async function startCluster(bin: string, opts: { nodes?: FakeNode[]; log?
   const nodes = opts.nodes ?? FAKE_NODES;
   const dir = mkdtempSync(join(tmpdir(), "cache-io-cluster-"));
   const procs: Proc[] = [];
-  const emergency = () => procs.forEach(killNow);
+  const emergency = () => {
+    procs.forEach(killNow);
+    rmSync(dir, { recursive: true, force: true });
+  };
   process.once("exit", emergency);
   const stop = async () => {
     process.removeListener("exit", emergency);
