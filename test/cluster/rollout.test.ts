@@ -5,7 +5,7 @@
 // no request. Stand-in kept: a TCP proxy (tcp-proxy.ts) plays the Service in front of the
 // replicas, since there is no kube-proxy on the host; the load uses dryRun=All (the
 // webhook is called for each pod, nothing piles up in etcd).
-// Measured (the reason the rolling-restart spec is gated, see ROLLOUT_SPEC): in 1 of 3
+// Measured (the reason the rolling-restart spec is gated, see ROLLOUT_SPEC): in 2 of 10
 // runs at 10 pods/s and 2 of 3 at 30 pods/s the API server's request failed with
 // `write tcp ...: write: broken pipe`: on SIGTERM the webhook closes its idle keep-alive
 // connections at once, and the API server's client (Go; a POST is not retried) writes the
