@@ -1,5 +1,6 @@
 // One fill in flight as its waiters see it: progress (what `ensure` shows), who waits
 // (and with which sha256), and abandonment when every waiter has left.
+import type { FillBody } from "./fills/body.js";
 import type { ObjectMeta } from "./store.js";
 
 export interface FillRequest {
@@ -28,6 +29,8 @@ export class Fill {
   readonly #wanted = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   #done = false;
+  #body: FillBody | undefined;
+  #bodyWaiters: (() => void)[] = [];
 
   constructor(
     readonly req: FillRequest,
@@ -43,6 +46,34 @@ export class Fill {
         clearTimeout(this.#timer);
       })
       .catch(() => undefined);
+  }
+
+  /** The bytes of the current attempt (readers stream them while they land). */
+  get body(): FillBody | undefined {
+    return this.#body;
+  }
+
+  setBody(body: FillBody): void {
+    this.#body = body;
+    for (const w of this.#bodyWaiters.splice(0)) w();
+  }
+
+  /** The current attempt's body once it has one; undefined when the fill ended first or `signal` aborted. */
+  async nextBody(signal: AbortSignal): Promise<FillBody | undefined> {
+    const b = this.#body;
+    if (b && !b.failed) return b;
+    if (this.#done || signal.aborted) return undefined;
+    await new Promise<void>((resolve) => {
+      const wake = () => {
+        signal.removeEventListener("abort", wake);
+        resolve();
+      };
+      this.#bodyWaiters.push(wake);
+      signal.addEventListener("abort", wake, { once: true });
+      void this.promise.then(wake, wake);
+    });
+    const now = this.#body;
+    return now && !now.failed && !signal.aborted ? now : undefined;
   }
 
   get waiters(): number {

@@ -3,12 +3,8 @@
 // arrive), hashed, checked against what the waiters asked for and published atomically;
 // transient errors are retried. Fills are capped in all and per origin host, and a fill
 // every waiter has left is abandoned after cache.abandonGrace.
-import { createHash } from "node:crypto";
-import { createWriteStream } from "node:fs";
 import { rm } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
-import { Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Policy } from "../policy/schema.js";
 import type { Logger } from "../shared/log.js";
@@ -16,7 +12,11 @@ import { CacheError, asCacheError } from "./errors.js";
 import type { Budget, Reservation } from "./eviction.js";
 import { Slots, fillRefusal } from "./limits.js";
 import type { CacheMetrics } from "./metrics.js";
-import { originGet, statusError, type OriginSettings } from "./origin.js";
+import type { OriginSettings } from "./origin.js";
+import type { FillBody } from "./fills/body.js";
+import { ConnectionPool } from "./fills/connections.js";
+import { attempt as runAttempt } from "./fills/download.js";
+import { removeResume } from "./fills/sidecar.js";
 import { redact } from "./redact.js";
 import { Fill, type FillRequest } from "./fill-state.js";
 import type { ObjectMeta, Store } from "./store.js";
@@ -47,6 +47,8 @@ export class Filler {
   readonly #inflight = new Map<string, Fill>();
   readonly #shutdown = new AbortController();
   readonly #slots = new Slots();
+  /** Origin connections of every fill (cache.parts.maxConnections). */
+  readonly #connections = new ConnectionPool(() => this.deps.policy().cache.parts.maxConnections);
 
   constructor(private readonly deps: FillDeps) {}
 
@@ -112,6 +114,8 @@ export class Filler {
       const { previous } = fill.req;
       if (previous && err.reason !== "shutdown" && err.reason !== "abandoned") return this.#revalidationFailed(fill, previous, err, log, observe);
       observe(err.reason);
+      // Saved parts outlive a shutdown (the restart resumes them), not a failure.
+      if (err.reason !== "shutdown") await removeResume(this.deps.store.tmpDir, fill.req.key).catch(() => undefined);
       if (err.reason === "abandoned") log.info({ bytes: fill.bytes }, "fill abandoned: every client waiting for it left");
       else log.error({ err: err.message, status: err.status }, "fill failed");
       throw err;
@@ -152,38 +156,67 @@ export class Filler {
 
   async #attempt(fill: Fill, signal: AbortSignal, log: Logger): Promise<ObjectMeta> {
     const { req } = fill;
-    const r = await originGet(req.url, this.deps.origin(), conditionalHeaders(req.previous), signal);
-    const status = r.res.statusCode ?? 0;
-    if (status === 304 && req.previous) {
-      r.res.resume();
-      return this.#record({ ...req.previous, ...validators(r.res, req.previous), validatedAt: new Date().toISOString() }, true);
-    }
-    if (status !== 200) {
-      r.res.resume();
-      throw statusError(status, r.url);
-    }
-    const temp = this.deps.store.tempPath(req.key);
+    const c = this.deps.policy().cache;
     let reservation: Reservation | undefined;
+    let body: FillBody | undefined;
+    fill.bytes = 0;
+    fill.total = undefined;
     try {
-      const length = contentLength(r.res);
-      this.#checkSize(length ?? 0, r.url);
-      fill.total = length;
-      fill.bytes = 0;
-      // Room is made as bytes arrive (an announced length is not trusted), but a file that can never fit is refused now.
-      this.deps.budget.checkFits(req.key, length ?? 0);
-      reservation = this.deps.budget.reserve(req.key);
-      const sha256 = await this.#receive(fill, r.res, temp, reservation);
-      if (length !== undefined && fill.bytes !== length) throw truncated(fill.bytes, length, r.url);
-      const meta = await this.#publish(fill, temp, sha256, r.res, reservation);
+      const done = await runAttempt({
+        key: req.key,
+        url: req.url,
+        tmpDir: this.deps.store.tmpDir,
+        tempPath: () => this.deps.store.tempPath(req.key),
+        origin: this.deps.origin(),
+        connections: this.#connections,
+        parts: c.parts,
+        retries: c.originRetries,
+        retryBaseMs: this.deps.retryBaseMs,
+        conditional: conditionalHeaders(req.previous),
+        signal,
+        log,
+        onLength: (total, onDisk) => {
+          this.#checkSize(total ?? 0, req.url);
+          fill.total = total;
+          fill.bytes = onDisk;
+          // Room is made as bytes arrive (an announced length is not trusted), but a file that can never fit is refused now.
+          this.deps.budget.checkFits(req.key, total ?? 0);
+          reservation?.release();
+          reservation = this.deps.budget.reserve(req.key);
+          if (onDisk > 0) reservation.grow(onDisk, onDisk);
+        },
+        onBytes: (n) => {
+          fill.bytes += n;
+          this.#checkSize(fill.bytes, req.url);
+          if (reservation && fill.bytes > reservation.bytes) reservation.grow(fill.bytes, Math.min(fill.bytes + RESERVE_AHEAD, fill.total ?? Infinity));
+          this.deps.metrics.originBytes.inc(n);
+        },
+        onBody: (b) => {
+          body = b;
+          fill.setBody(b);
+        },
+      });
+      if (done.kind === "not_modified" && req.previous) {
+        return await this.#record({ ...req.previous, ...validators(done.res, req.previous), validatedAt: new Date().toISOString() }, true);
+      }
+      if (done.kind !== "body") throw new CacheError(502, "origin_status", `origin answered 304 for ${redact(req.url)} without a conditional request`);
+      fill.bytes = done.body.watermark;
+      const meta = await this.#publish(fill, done.body.path, done.sha256, done.res, reservation!);
+      if (done.resumable) await removeResume(this.deps.store.tmpDir, req.key);
+      done.body.finish();
       const secs = (Date.now() - fill.startedAt) / 1000;
-      log.info({ bytes: meta.size, seconds: secs, mbps: +(meta.size / 1e6 / secs).toFixed(1), sha256 }, "fill done");
+      log.info({ bytes: meta.size, seconds: secs, mbps: +(meta.size / 1e6 / secs).toFixed(1), sha256: done.sha256, parts: done.body.parts.length }, "fill done");
       return meta;
     } catch (e) {
-      r.res.destroy();
-      throw r.failure() ?? bodyError(e, fill, r.url);
+      const err = bodyError(e, fill, req.url);
+      body?.fail(err);
+      throw err;
     } finally {
       reservation?.release();
-      await rm(temp, { force: true });
+      if (body) {
+        await body.release();
+        if (!body.path.endsWith(".ranged")) await rm(body.path, { force: true });
+      }
     }
   }
 
@@ -192,27 +225,6 @@ export class Filler {
     if (bytes > max) {
       throw new CacheError(413, "too_large", `${redact(url)} is larger than the cache's size cap (${bytes > 0 ? `at least ${bytes}` : "?"} > ${max} bytes, cache.maxFileSize); raise cache.maxFileSize or use a smaller file`);
     }
-  }
-
-  async #receive(fill: Fill, res: IncomingMessage, temp: string, reservation: Reservation): Promise<string> {
-    const hash = createHash("sha256");
-    const { originBytes } = this.deps.metrics;
-    const meter = new Transform({
-      transform: (chunk: Buffer, _enc, done) => {
-        try {
-          fill.bytes += chunk.length;
-          this.#checkSize(fill.bytes, fill.req.url);
-          if (fill.bytes > reservation.bytes) reservation.grow(fill.bytes, Math.min(fill.bytes + RESERVE_AHEAD, fill.total ?? Infinity));
-        } catch (err) {
-          return done(err as Error);
-        }
-        hash.update(chunk);
-        originBytes.inc(chunk.length);
-        done(null, chunk);
-      },
-    });
-    await pipeline(res, meter, createWriteStream(temp, { flags: "wx", mode: 0o644, highWaterMark: 1 << 20 }));
-    return hash.digest("hex");
   }
 
   async #publish(fill: Fill, temp: string, sha256: string, res: IncomingMessage, reservation: Reservation): Promise<ObjectMeta> {
@@ -249,11 +261,6 @@ function validators(res: IncomingMessage, previous?: ObjectMeta): { etag?: strin
   const etag = res.headers.etag ?? previous?.etag;
   const lastModified = res.headers["last-modified"] ?? previous?.lastModified;
   return { ...(etag ? { etag } : {}), ...(lastModified ? { lastModified } : {}) };
-}
-
-function contentLength(res: IncomingMessage): number | undefined {
-  const v = res.headers["content-length"];
-  return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
 }
 
 /** Why reading or storing a body failed: the disk, a cut connection, or something already explained. */

@@ -1,5 +1,7 @@
 // GET|HEAD /v1/objects/<key>: a cached file's bytes, streamed from disk with
-// backpressure (never buffered whole), with ETag, Last-Modified, Range and 304s.
+// backpressure (never buffered whole), with ETag, Last-Modified, Range and 304s; a
+// whole-file GET of a file still filling streams it as its contiguous prefix lands
+// (src/cache/serve-growing.ts).
 // Each download holds a slot (cache.maxDownloads, per client), a few buffers no bigger
 // than what it sends (large ones from a shared pool), and is cut when its client takes
 // nothing for cache.sendTimeout.
@@ -8,9 +10,10 @@ import { open } from "node:fs/promises";
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { CacheError } from "./errors.js";
 import type { BufferPool } from "./limits.js";
-import type { NodeCache } from "./node-cache.js";
+import type { Acquired, NodeCache } from "./node-cache.js";
 import type { ObjectRequest } from "./request.js";
 import type { ObjectMeta } from "./store.js";
+import { serveGrowing } from "./serve-growing.js";
 
 const READ_CHUNK = 1 << 20;
 /** The buffer size when the large ones are all out (many downloads at once). */
@@ -48,9 +51,9 @@ function rangeApplies(req: IncomingMessage, etag: string, lastModified: string):
 }
 
 /** Open the file's current `data` and the meta that describes that very inode. */
-async function openCurrent(cache: NodeCache, params: ObjectRequest, gone: AbortSignal): Promise<{ fh: FileHandle; meta: ObjectMeta }> {
+async function openCurrent(cache: NodeCache, params: ObjectRequest, gone: AbortSignal, first?: Acquired): Promise<{ fh: FileHandle; meta: ObjectMeta }> {
   for (let tries = 0; tries < 3; tries++) {
-    const meta = await cache.complete(params, gone);
+    const meta = tries === 0 && first ? await settled(cache, params, first, gone) : await cache.complete(params, gone);
     const fh = await open(cache.store.dataPath(params.key), "r").catch(() => null);
     if (!fh) continue; // evicted or replaced in between: ask again
     const st = await fh.stat({ bigint: true });
@@ -63,10 +66,26 @@ async function openCurrent(cache: NodeCache, params: ObjectRequest, gone: AbortS
   throw new CacheError(503, "io", "the file changed on disk while it was being opened; retry");
 }
 
+/** The file an acquired result gives: at once, or when its fill ends (leaving the fill either way). */
+async function settled(cache: NodeCache, params: ObjectRequest, a: Acquired, gone: AbortSignal): Promise<ObjectMeta> {
+  if ("meta" in a) return a.meta;
+  try {
+    return await cache.settle(a.fill, params, gone);
+  } finally {
+    a.fill.leave();
+  }
+}
+
 export async function serveObject(cache: NodeCache, req: IncomingMessage, res: ServerResponse, params: ObjectRequest): Promise<void> {
   const gone = new AbortController();
   res.once("close", () => gone.abort());
-  const { fh, meta } = await openCurrent(cache, params, gone.signal);
+  let first: Acquired | undefined;
+  const whole = req.method === "GET" && req.headers.range === undefined && req.headers["if-none-match"] === undefined && req.headers["if-modified-since"] === undefined;
+  if (whole) {
+    first = await cache.acquire(params);
+    if ("fill" in first && (await serveGrowing(cache, req, res, params, first.fill, gone.signal))) return;
+  }
+  const { fh, meta } = await openCurrent(cache, params, gone.signal, first);
   let release: (() => void) | undefined;
   try {
     const etag = `"${meta.sha256}"`;

@@ -1,11 +1,13 @@
 // The cache's disk layout: `<root>/objects/<key>/data` (what pods mount) with
 // `meta.json` beside it, temp files in `<root>/tmp/` (same filesystem, so rename is
-// atomic); publishing (fsync, rename, fsync dir) and the startup scan.
+// atomic); publishing (fsync, rename, fsync dir) and the startup scan (which keeps
+// resumable ranged fills).
 import { createHash, randomBytes } from "node:crypto";
 import type { Dirent } from "node:fs";
 import { lstat, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { KEY_PATTERN, OBJECT_FILE, SHA256_HEX, objectDir } from "../shared/protocol.js";
+import { RESUME_MAX_AGE_MS, loadState, resumableKey } from "./fills/sidecar.js";
 
 export const META_FILE = "meta.json";
 
@@ -151,7 +153,7 @@ export class Store {
    * incomplete entries; keep complete entries and young empty key directories.
    */
   async scan(now: number, graceMs: number): Promise<ScanResult> {
-    await rm(this.tmpDir, { recursive: true, force: true });
+    await this.#clearTmp(now);
     await mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
     await mkdir(this.objectsDir, { recursive: true, mode: 0o755 });
     const result: ScanResult = { entries: [], removed: [] };
@@ -161,6 +163,28 @@ export class Store {
       else if (await this.#clear(d, now, graceMs)) result.removed.push(d.name);
     }
     return result;
+  }
+
+  /**
+   * Empty `<root>/tmp/` but for resumable ranged fills (`<key>.ranged` with its
+   * `.ranged.json`) younger than RESUME_MAX_AGE_MS; whether their version is still the
+   * origin's is checked when the fill resumes.
+   */
+  async #clearTmp(now: number): Promise<void> {
+    const names = await readdir(this.tmpDir).catch(() => [] as string[]);
+    const keep = new Set<string>();
+    for (const name of names) {
+      const key = resumableKey(name);
+      if (!key || !name.endsWith(".json")) continue;
+      const [data, state] = [join(this.tmpDir, `${key}.ranged`), join(this.tmpDir, name)];
+      const st = await lstat(state).catch(() => null);
+      const dt = await lstat(data).catch(() => null);
+      if (st?.isFile() && dt?.isFile() && now - st.mtimeMs < RESUME_MAX_AGE_MS && (await loadState(this.tmpDir, key))) keep.add(key);
+    }
+    for (const name of names) {
+      const key = resumableKey(name);
+      if (!key || !keep.has(key)) await rm(join(this.tmpDir, name), { recursive: true, force: true });
+    }
   }
 
   /** Remove what is not a complete entry; true when the directory itself went. */

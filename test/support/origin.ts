@@ -1,7 +1,9 @@
 // A real local origin server for tests, the demo-like scenarios and benchmarks: serves
-// files (from memory or disk) throttled to a rate, fails on cue (status, reset, cut
-// body, wrong bytes, stall), redirects, changes content, counts what it sent, and
-// answers conditional requests with 304. Dependency-free (node:* only).
+// files (from memory or disk) throttled to a rate per response (so per connection, not
+// in total), fails on cue (status, reset, cut body, wrong bytes, stall; optionally only
+// for the range starting at a byte), redirects, changes content, counts what it sent,
+// answers conditional requests with 304 and, when `ranges` is on, single byte ranges
+// with 206 (If-Range honoured). Dependency-free (node:* only).
 import { createHash } from "node:crypto";
 import { createReadStream, statSync } from "node:fs";
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -28,6 +30,8 @@ export interface Cue {
   noLength?: boolean;
   /** How many GETs this cue applies to (default 1). */
   times?: number;
+  /** Only for GETs of a range starting at this byte (ranged fills' parts); other GETs pass it by. */
+  rangeStart?: number;
 }
 
 interface Entry {
@@ -43,6 +47,9 @@ export interface OriginStats {
   heads: number;
   notModified: number;
   bytesSent: number;
+  /** Responses being sent now, and the most at once so far. */
+  active: number;
+  maxActive: number;
 }
 
 export interface Origin {
@@ -60,6 +67,10 @@ export interface Origin {
   /** Bytes per second for every response (undefined: unthrottled); `rateFor` overrides per path. */
   rate: number | undefined;
   rateFor: Map<string, number>;
+  /** Serve single byte ranges (206, Accept-Ranges: bytes, If-Range); off: Range is ignored (200, Accept-Ranges: none). */
+  ranges: boolean;
+  /** Send no ETag and no Last-Modified (nothing binds ranges to one version). */
+  noValidators: boolean;
   stats: OriginStats;
   /** GETs of one path (including failed and 304 ones). */
   gets(path: string): number;
@@ -70,7 +81,7 @@ export interface Origin {
 
 const SLICE = 64 * 1024;
 
-export async function startOrigin(opts: { rate?: number; host?: string } = {}): Promise<Origin> {
+export async function startOrigin(opts: { rate?: number; host?: string; ranges?: boolean } = {}): Promise<Origin> {
   const files = new Map<string, Entry>();
   const redirects = new Map<string, { location: string; status: number }>();
   const cues = new Map<string, Cue[]>();
@@ -98,7 +109,9 @@ export async function startOrigin(opts: { rate?: number; host?: string } = {}): 
     cue: (path, cue) => void cues.set(path, [...(cues.get(path) ?? []), { times: 1, ...cue }]),
     rate: opts.rate,
     rateFor: new Map(),
-    stats: { gets: 0, heads: 0, notModified: 0, bytesSent: 0 },
+    ranges: opts.ranges ?? false,
+    noValidators: false,
+    stats: { gets: 0, heads: 0, notModified: 0, bytesSent: 0, active: 0, maxActive: 0 },
     gets: (path) => perPath.get(path) ?? 0,
     requests: [],
     close: async () => {
@@ -107,10 +120,11 @@ export async function startOrigin(opts: { rate?: number; host?: string } = {}): 
     },
   };
 
-  const nextCue = (path: string): Cue | undefined => {
-    const queue = cues.get(path);
-    const c = queue?.[0];
-    if (c && --c.times! <= 0) queue!.shift();
+  const nextCue = (path: string, rangeStart: number): Cue | undefined => {
+    const queue = cues.get(path) ?? [];
+    const i = queue.findIndex((c) => c.rangeStart === undefined || c.rangeStart === rangeStart);
+    const c = queue[i];
+    if (c && --c.times! <= 0) queue.splice(i, 1);
     return c;
   };
 
@@ -129,26 +143,36 @@ export async function startOrigin(opts: { rate?: number; host?: string } = {}): 
     const redirect = redirects.get(path);
     if (redirect) return void res.writeHead(redirect.status, { location: redirect.location, "content-length": 0 }).end();
     const file = files.get(path);
-    const cue = isGet ? nextCue(path) : undefined;
+    const range = file && origin.ranges ? pickRange(req, file, origin.noValidators) : null;
+    const cue = isGet ? nextCue(path, range ? range[0] : 0) : undefined;
     if (cue?.stallMs && cue.stallAfter === undefined) await sleep(cue.stallMs);
     if (cue?.status) return void res.writeHead(cue.status, { "content-type": "text/plain" }).end(`origin error ${cue.status} (on cue)\n`);
     if (!file) return void res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
-    const validators = { etag: file.etag, "last-modified": file.lastModified };
+    const validators = origin.noValidators ? {} : { etag: file.etag, "last-modified": file.lastModified };
     if (fresh(req, file)) {
       origin.stats.notModified++;
       return void res.writeHead(304, validators).end();
     }
-    const length = cue?.noLength ? {} : { "content-length": cue?.announce ?? file.size };
-    res.writeHead(200, { ...validators, ...length, "content-type": "application/octet-stream", "accept-ranges": "none" });
+    const [from, to] = range ?? [0, file.size];
+    const length = cue?.noLength ? {} : { "content-length": cue?.announce ?? to - from };
+    const common = { ...validators, ...length, "content-type": "application/octet-stream", "accept-ranges": origin.ranges ? "bytes" : "none" };
+    if (range) res.writeHead(206, { ...common, "content-range": `bytes ${from}-${to - 1}/${file.size}` });
+    else res.writeHead(200, common);
     if (!isGet) return void res.end();
-    await send(res, file, cue, origin.rateFor.get(path) ?? origin.rate);
+    origin.stats.maxActive = Math.max(origin.stats.maxActive, ++origin.stats.active);
+    try {
+      await send(res, file, from, to, cue, origin.rateFor.get(path) ?? origin.rate);
+    } finally {
+      origin.stats.active--;
+    }
   }
 
-  async function send(res: ServerResponse, file: Entry, cue: Cue | undefined, rate: number | undefined): Promise<void> {
+  async function send(res: ServerResponse, file: Entry, from: number, to: number, cue: Cue | undefined, rate: number | undefined): Promise<void> {
     const start = Date.now();
     let sent = 0;
-    const stop = cue?.resetAfter ?? cue?.truncateAfter ?? cue?.stallAfter ?? Infinity;
-    for await (const chunk of file.open(0)) {
+    const size = to - from;
+    const stop = Math.min(size, cue?.resetAfter ?? cue?.truncateAfter ?? cue?.stallAfter ?? Infinity);
+    for await (const chunk of file.open(from)) {
       let buf = chunk;
       if (cue?.corrupt && sent === 0 && buf.length > 0) buf = Buffer.concat([Buffer.from([buf[0]! ^ 0xff]), buf.subarray(1)]);
       if (sent + buf.length > stop) buf = buf.subarray(0, stop - sent);
@@ -163,9 +187,9 @@ export async function startOrigin(opts: { rate?: number; host?: string } = {}): 
       if (!ok) await drained(res);
       if (sent >= stop) break;
     }
-    if (sent < file.size && cue?.resetAfter !== undefined) return void res.socket?.resetAndDestroy();
-    if (sent < file.size && cue?.stallAfter !== undefined) return void (await sleep(cue.stallMs ?? 3_600_000), res.destroy());
-    if (sent < file.size || (cue?.announce ?? 0) > sent) return void res.socket?.end();
+    if (sent < size && cue?.resetAfter !== undefined) return void res.socket?.resetAndDestroy();
+    if (sent < size && cue?.stallAfter !== undefined) return void (await sleep(cue.stallMs ?? 3_600_000), res.destroy());
+    if (sent < size || (cue?.announce ?? 0) > sent) return void res.socket?.end();
     res.end();
   }
 
@@ -197,6 +221,17 @@ function entry(size: number, sha256: string, version: number, open: (start: numb
   // Each version one second apart, so Last-Modified changes with every put.
   const lastModified = new Date(Math.floor(Date.now() / 1000) * 1000 + version * 1000).toUTCString();
   return { size, sha256, etag: `"v${version}-${sha256.slice(0, 16)}"`, lastModified, open };
+}
+
+/** The single range `Range` asks for ([start, end) clipped to the file), or null: no, several or unsatisfiable ranges, or an If-Range that does not match. */
+function pickRange(req: IncomingMessage, file: Entry, noValidators: boolean): [number, number] | null {
+  const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "");
+  if (!m) return null;
+  const ifRange = req.headers["if-range"];
+  if (ifRange !== undefined && (noValidators || (ifRange !== file.etag && ifRange !== file.lastModified))) return null;
+  const start = Number(m[1]);
+  const end = m[2] === "" ? file.size : Math.min(file.size, Number(m[2]) + 1);
+  return start < file.size && end > start ? [start, end] : null;
 }
 
 function fresh(req: IncomingMessage, file: Entry): boolean {
