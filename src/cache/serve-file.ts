@@ -1,7 +1,7 @@
 // GET|HEAD /v1/objects/<key>: a cached file's bytes, streamed from disk with
 // backpressure (never buffered whole), with ETag, Last-Modified, Range and 304s; a
 // whole-file GET of a file still filling streams it as its contiguous prefix lands
-// (src/cache/serve-growing.ts).
+// (src/cache/fills/serve-growing.ts).
 // Each download holds a slot (cache.maxDownloads, per client), a few buffers no bigger
 // than what it sends (large ones from a shared pool), and is cut when its client takes
 // nothing for cache.sendTimeout.
@@ -13,7 +13,7 @@ import type { BufferPool } from "./limits.js";
 import type { Acquired, NodeCache } from "./node-cache.js";
 import type { ObjectRequest } from "./request.js";
 import type { ObjectMeta } from "./store.js";
-import { serveGrowing } from "./serve-growing.js";
+import { serveGrowing } from "./fills/serve-growing.js";
 
 const READ_CHUNK = 1 << 20;
 /** The buffer size when the large ones are all out (many downloads at once). */

@@ -4,10 +4,10 @@
 // this request's sha256; cut (destroyed) if the fill fails, so the client fails.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Fill } from "./fill-state.js";
-import type { NodeCache } from "./node-cache.js";
-import type { ObjectRequest } from "./request.js";
-import { sendRange } from "./serve-file.js";
+import type { Fill } from "../fill-state.js";
+import type { NodeCache } from "../node-cache.js";
+import type { ObjectRequest } from "../request.js";
+import { sendRange } from "../serve-file.js";
 
 /**
  * A fill that ends within this long is served as a complete file (with its ETag); only
