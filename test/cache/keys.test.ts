@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCache, type RunningCache } from "../../src/cache/index.js";
+import { keyIgnoreQuerySchema } from "../../src/policy/keys.js";
 import { parsePolicy } from "../../src/policy/load.js";
 import { OBJECT_FILE, cacheKey, ensurePath, keyIgnoresQuery, keyUrl, normalizeUrl, objectDir } from "../../src/shared/protocol.js";
 import { fetchRaw, pseudoRandom, startOrigin, type Origin } from "../support/origin.js";
@@ -35,6 +36,19 @@ describe("keyUrl", () => {
     expect(cacheKey(S3_A)).not.toBe(cacheKey(S3_A.replace("versionId=v2", "versionId=v3")));
     expect(keyIgnoresQuery(S3_A)).toBe(true);
     expect(keyIgnoresQuery("https://example.com/o.bin?page=2")).toBe(false);
+  });
+});
+
+describe("cache.keyIgnoreQuery (policy)", () => {
+  it("defaults to the built-in list; [] keys whole URLs; own names add to default; a lone * is refused", () => {
+    const keyWith = (v: unknown, url: string) => cacheKey(url, keyIgnoreQuerySchema.parse(v));
+    expect(keyWith(undefined, S3_A)).toBe(cacheKey(S3_B));
+    expect(keyWith([], S3_A)).toBe(cacheKey(S3_A, []));
+    const own = "https://hub.example.com/f.bin?token=abc&rev=1";
+    expect(keyWith(["default", "token"], own)).toBe(cacheKey("https://hub.example.com/f.bin?rev=1", []));
+    expect(keyWith(["default", "token"], S3_A)).toBe(cacheKey(S3_B));
+    expect(keyWith(["token"], S3_A)).toBe(cacheKey(S3_A, []));
+    expect(keyIgnoreQuerySchema.safeParse(["*"]).error?.issues[0]?.message).toMatch(/a lone \* is refused/);
   });
 });
 
