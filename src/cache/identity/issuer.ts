@@ -40,7 +40,9 @@ export class Issuer {
 
   /** The issuer name and a key lookup, reading them first if needed. */
   async current(): Promise<{ issuer: string; keys: JWTVerifyGetKey }> {
-    if (!this.#keys || Date.now() - this.#readAt > this.#o.maxAgeMs) await this.refresh(true);
+    // Without keys, reads are rate-limited too (an API server outage must not turn every request into a read).
+    if (!this.#keys) await this.refresh(this.#readAt === 0);
+    else if (Date.now() - this.#readAt > this.#o.maxAgeMs) void this.refresh(true); // old keys serve meanwhile
     if (!this.#issuer || !this.#keys) throw new Error(`the API server's issuer keys could not be read: ${this.#lastError || "no answer yet"}`);
     return { issuer: this.#issuer, keys: this.#keys };
   }
@@ -87,7 +89,7 @@ export class Issuer {
     await this.kc.applyToHTTPSOptions(opts);
     const client = url.protocol === "http:" ? http : https;
     return new Promise((resolve, reject) => {
-      const req = client.get(url, { ...opts, timeout: TIMEOUT_MS, headers: { ...opts.headers, accept: "application/json" } }, (res) => {
+      const req = client.get(url, { ...opts, timeout: TIMEOUT_MS, headers: { ...opts.headers, accept: "application/json, application/jwk-set+json" } }, (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
         res.on("data", (d: Buffer) => {
