@@ -6,8 +6,8 @@
 // file from the in-cluster node cache, undisturbed while that cache pod is deleted and
 // recreated; the pre-pull controller's DaemonSet runs each policy image's no-op and
 // settles in pause on every node. Uninstalling leaves no cache-io pod and no rule.
-import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -65,8 +65,7 @@ describe.skipIf(!gate.run)("deploy/default on a real node", () => {
   let node: TestNode; // the first: the file tests run there
   let origin: Origin;
   let dir: string;
-  let manifest = "";
-  const kubectl = (args: string[], input?: string) =>
+  const kubectl = (args: string[], input?: string): string =>
     execFileSync(join(k8sBinDir(), "kubectl"), ["--kubeconfig", cp.kubeconfig, ...args], { encoding: "utf8", input, timeout: 120_000 });
 
   beforeAll(async () => {
@@ -85,7 +84,7 @@ describe.skipIf(!gate.run)("deploy/default on a real node", () => {
       cache: { root: join(dir, "cache-root") },
       prepull: { images: [images.refs.curl, images.refs.busybox] },
     });
-    manifest = testOverlay(dir, project.ref, policy, join(dir, "cache-root"));
+    testOverlay(dir, project.ref, policy, join(dir, "cache-root"));
   }, 1_800_000);
 
   afterAll(async () => {
@@ -97,7 +96,7 @@ describe.skipIf(!gate.run)("deploy/default on a real node", () => {
 
   it("apply: the cert Job completes, the node cache runs on its hostPort, the webhook runs with its certs, /readyz green", async () => {
     const t0 = Date.now();
-    kubectl(["apply", "--server-side", "-f", "-"], manifest);
+    kubectl(["apply", "-k", join(dir, "overlay")]); // as docs/INSTALL.md, with the test overlay
     const get = (path: string) => cp.kube.get(path).then((r) => r.body);
     await waitFor("the cert Job to complete", async () => ((await get(`/apis/batch/v1/namespaces/${NS}/jobs/cache-io-certs`)).status?.succeeded >= 1 ? true : undefined), { timeoutMs: 300_000 });
     await waitFor("the node cache DaemonSet ready", async () => ((await get(`/apis/apps/v1/namespaces/${NS}/daemonsets/cache-io-cache`)).status?.numberReady === nodes.length ? true : undefined), { timeoutMs: 300_000 });
@@ -109,12 +108,15 @@ describe.skipIf(!gate.run)("deploy/default on a real node", () => {
     }
     const mwc = await get("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/cache-io");
     expect(mwc.webhooks.every((w: Obj) => typeof w.clientConfig.caBundle === "string" && w.clientConfig.caBundle.length > 100)).toBe(true);
+    // INSTALL.md's last install step, from the host against the real cluster
+    await createNamespace(cp.kube, "app", { [NAMESPACE_LABEL]: "enabled" });
+    const check = spawnSync(process.execPath, [join(ROOT, "dist/cli/main.js"), "check", "--namespace", NS], { encoding: "utf8", env: { ...process.env, KUBECONFIG: cp.kubeconfig }, timeout: 120_000 });
+    expect(check.status, `${check.stdout}\n${check.stderr}`).toBe(0);
   }, 900_000);
 
   it("a pod asking for a file: mutated by the in-cluster webhook, filled by the in-cluster node cache", async () => {
     const content = pseudoRandom(3 * 2 ** 20, 7);
     const { sha256 } = origin.put("/f/model.bin", content);
-    await createNamespace(cp.kube, "app", { [NAMESPACE_LABEL]: "enabled" });
     const created = await createPod(cp.kube, {
       apiVersion: "v1", kind: "Pod",
       metadata: { name: "reader", namespace: "app", annotations: { [ANNOTATION.files]: `${origin.url("/f/model.bin")}#sha256=${sha256}` } },
@@ -174,8 +176,23 @@ describe.skipIf(!gate.run)("deploy/default on a real node", () => {
     }
   }, 300_000);
 
-  it("uninstall: deleting what was applied leaves no cache-io pod on the node", async () => {
-    kubectl(["delete", "--wait=true", "--timeout=240s", "-f", "-"], manifest);
+  it("uninstall as docs/INSTALL.md says: no cache-io pod or object left, the cached files stay, pods are no longer mutated", async () => {
+    kubectl(["delete", "mutatingwebhookconfiguration", "cache-io"]);
+    // --ignore-not-found: the configuration deleted first is part of the overlay too (as
+    // INSTALL.md has it, without the flag, this step exits 1 on that NotFound).
+    kubectl(["delete", "--ignore-not-found", "--wait=true", "--timeout=240s", "-k", join(dir, "overlay")]);
+    kubectl(["delete", "namespace", NS, "--ignore-not-found", "--wait=true", "--timeout=240s"]);
+    kubectl(["label", "namespace", "app", `${NAMESPACE_LABEL}-`]);
+    expect((await cp.kube.get(`/api/v1/namespaces/${NS}`)).status).toBe(404);
+    expect((await cp.kube.get("/apis/apps/v1/daemonsets")).body.items).toEqual([]); // the pre-pull controller's too
+    expect(readdirSync(join(dir, "cache-root", "objects")).length).toBeGreaterThan(0); // "What stays behind"
+    const plain = await createPod(cp.kube, {
+      apiVersion: "v1", kind: "Pod",
+      metadata: { name: "after-uninstall", namespace: "app", annotations: { [ANNOTATION.files]: origin.url("/f/model.bin") } },
+      spec: { nodeName: node.name, restartPolicy: "Never", containers: [{ name: "app", image: "cache-io.test/busybox:1", imagePullPolicy: "Never", command: ["true"] }] },
+    });
+    expect(plain.metadata?.annotations?.[ANNOTATION.status]).toBeUndefined();
+    expect(plain.spec?.initContainers ?? []).toEqual([]);
     const left = await waitFor("cache-io's pods gone", async () => {
       const pods = (await cp.kube.get(`/api/v1/pods?fieldSelector=spec.nodeName%3D${node.name}`)).body.items as Obj[];
       const ours = pods.filter((p) => p.metadata.namespace === NS);
