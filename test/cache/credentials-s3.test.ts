@@ -29,6 +29,7 @@ beforeAll(async () => {
       { ...base, name: "models", match: { host: s3.host, pathPrefix: "/models/", scheme: "http" }, secretDir: join(dir, "good") },
       { ...base, name: "wrong", match: { host: s3.host, pathPrefix: "/wrong/", scheme: "http" }, secretDir: join(dir, "bad") },
       { ...base, name: "chain", match: { host: s3.host, pathPrefix: "/chain/", scheme: "http" }, source: "default" },
+      { ...base, name: "irsa", match: { host: s3.host, pathPrefix: "/irsa/", scheme: "http" }, source: "webIdentity", roleArn: "arn:aws:iam::123456789012:role/cache", tokenFile: join(dir, "no-such-token") },
     ]),
     { pollMs: 0 },
   );
@@ -55,6 +56,12 @@ describe("S3 SigV4", () => {
     expect(wrong.body).toMatch(/SignatureDoesNotMatch|AccessDenied/);
     expect((await get("/open/llama/w%20(1).bin")).status).toBe(403);
     expect(statusError(403, `${s3.endpoint}/wrong/llama/w%20(1).bin?X-Amz-Signature=abc`).message).toMatch(/^origin answered 403 Forbidden for http:\/\/127\.0\.0\.1:\d+\/wrong\/llama\/w%20\(1\)\.bin\?<redacted>/);
+  });
+
+  it("a provider that cannot get credentials fails with 502 naming the credential, before any request", async () => {
+    const err = await get("/irsa/llama/w%20(1).bin").catch((e: Error) => e);
+    expect(err).toMatchObject({ name: "SecretMaterialError", status: 502 });
+    expect(String(err)).toMatch(/credential irsa: cannot sign the request: .*no-such-token/);
   });
 
   it("the SDK's default chain (here: env keys) signs too", async () => {

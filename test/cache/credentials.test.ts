@@ -89,10 +89,18 @@ describe("header credentials", () => {
     expect((await get(origin.url("/models/a.bin"))).status).toBe(200);
     writeSecretDir(join(dir, "hf"), {});
     const err = await get(origin.url("/models/a.bin")).catch((e: Error) => e);
+    expect(err).toMatchObject({ name: "SecretMaterialError", status: 502 });
     expect(String(err)).toMatch(/credential hf: cannot read .*\/hf\/token \(ENOENT\); mount a Secret with key "token"/);
     expect(String(err)).not.toContain(old);
     writeSecretDir(join(dir, "hf"), { token: current });
     expect((await get(origin.url("/models/a.bin"))).status).toBe(200);
+  });
+
+  it("explain names the credential of a refused request, or says none matched", () => {
+    expect(creds.explain(origin.url("/models/a.bin?sig=1"), 403)).toEqual({ credential: "hf", hint: expect.stringMatching(/^sent with credential hf: the credential was refused: it may be wrong, revoked or expired/) });
+    expect(creds.explain(origin.url("/other/a.bin"), 401)).toEqual({ credential: "none", hint: expect.stringMatching(/^no credential in the policy matches this origin and path/) });
+    expect(creds.explain(origin.url("/models/a.bin"), 404)?.credential).toBe("hf");
+    expect(creds.explain(origin.url("/models/a.bin"), 503)).toBeUndefined();
   });
 
   it("mayUse names the namespaces of each credential", () => {

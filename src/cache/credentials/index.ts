@@ -8,7 +8,10 @@ import type { Authorize } from "./http-kinds.js";
 import { signerFor } from "./kinds.js";
 import type { SecretFilesOptions } from "./secret-files.js";
 
-export { SecretMaterialError } from "./secret-files.js";
+import { CacheError } from "../errors.js";
+import { SecretMaterialError } from "./secret-files.js";
+
+export { SecretMaterialError };
 
 export interface MatchedCredential {
   name: string;
@@ -24,6 +27,13 @@ export interface Credentials {
   mayUse(name: string, namespace: string): boolean;
   /** The OriginSettings.authorize hook: signs requests to a matched origin, leaves others anonymous. */
   authorize(req: OriginRequest): Promise<OriginRequest>;
+  /**
+   * For an origin's 401/403/404 on `url`: a sentence to append to the error (which
+   * credential was used and what to check, or that none matched), and the credential's
+   * name for the `cache_io_cache_origin_auth_failures_total{credential}` metric
+   * ("none" when no credential matched). Undefined for other statuses.
+   */
+  explain(url: string | URL, status: number): { credential: string; hint: string } | undefined;
   close(): void;
 }
 
@@ -57,6 +67,17 @@ function moreSpecific(a: Entry, b: Entry): boolean {
   return false;
 }
 
+/** Errors of a signer or an SDK credential provider, as a 502 naming the credential (never its material). */
+function guarded(name: string, sign: Authorize): Authorize {
+  return (req) =>
+    sign(req).catch((err: unknown) => {
+      if (err instanceof CacheError) throw err;
+      throw new SecretMaterialError(`credential ${name}: cannot sign the request: ${(err as Error)?.message ?? String(err)}`);
+    });
+}
+
+const AUTH_STATUSES = new Set([401, 403, 404]);
+
 export function createCredentials(policy: readonly Credential[], opts: CredentialsOptions = {}): Credentials {
   const entries: Entry[] = policy.map((c, order) => {
     const host = c.match.host.toLowerCase();
@@ -64,7 +85,7 @@ export function createCredentials(policy: readonly Credential[], opts: Credentia
     return {
       name: c.name,
       namespaces: [...c.namespaces],
-      authorize: signerFor(c, opts),
+      authorize: guarded(c.name, signerFor(c, opts)),
       host: wildcard ? host.slice(1) : host,
       wildcard,
       pathPrefix: c.match.pathPrefix ?? "",
@@ -89,6 +110,23 @@ export function createCredentials(policy: readonly Credential[], opts: Credentia
     authorize: (req) => {
       const m = match(req.url);
       return m ? m.authorize(req) : Promise.resolve(req);
+    },
+    explain(url, status) {
+      if (!AUTH_STATUSES.has(status)) return undefined;
+      let u: URL;
+      try {
+        u = typeof url === "string" ? new URL(url) : url;
+      } catch {
+        return undefined;
+      }
+      const m = match(u);
+      if (!m) {
+        return status === 404
+          ? undefined
+          : { credential: "none", hint: "no credential in the policy matches this origin and path: add one under credentials: (docs/PRIVATE-ORIGINS.md), or give a pre-signed URL" };
+      }
+      const what = status === 404 ? "the object does not exist, or (S3, Azure) the credential may not list or read it" : "the credential was refused: it may be wrong, revoked or expired, or lack read access to this object";
+      return { credential: m.name, hint: `sent with credential ${m.name}: ${what}; fix the Secret or role it names (the node cache re-reads a changed Secret on the next request)` };
     },
     close() {},
   };

@@ -5,6 +5,7 @@
 // is used. Values are never logged: messages name the file, never its content.
 import { readFile, readlink, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { CacheError } from "../errors.js";
 
 export interface SecretFiles {
   /** The current values of the named files (trailing newline trimmed); throws a clear error when one is missing. */
@@ -17,7 +18,13 @@ export interface SecretFilesOptions {
   now?: () => number;
 }
 
-export class SecretMaterialError extends Error {}
+/** The credential's material is missing or unusable: the fill fails with 502 and this message (which never holds a value). */
+export class SecretMaterialError extends CacheError {
+  constructor(message: string) {
+    super(502, "policy", message);
+    this.name = "SecretMaterialError";
+  }
+}
 
 async function version(dir: string, names: readonly string[]): Promise<string> {
   const link = await readlink(join(dir, "..data")).catch(() => undefined);
