@@ -31,8 +31,9 @@ interface Reply {
   error?: string;
 }
 
-export async function startBenchOrigin(bytesPerSecond: number): Promise<BenchOrigin> {
-  const child: ChildProcess = fork(join(ROOT, "bench", "lib", "origin-child.ts"), [String(bytesPerSecond)], {
+/** `bytesPerSecond` per response (0: unthrottled); `ranges` serves byte ranges (206). */
+export async function startBenchOrigin(bytesPerSecond: number, opts: { ranges?: boolean } = {}): Promise<BenchOrigin> {
+  const child: ChildProcess = fork(join(ROOT, "bench", "lib", "origin-child.ts"), [String(bytesPerSecond), ...(opts.ranges ? ["ranges"] : [])], {
     execArgv: ["--import", "tsx"],
     cwd: ROOT,
     stdio: ["ignore", "inherit", "inherit", "ipc"],

@@ -1,18 +1,21 @@
 // Crash safety and the startup scan: a cache process killed with SIGKILL in the middle
-// of a fill never serves the partial file, and after a restart the temp file is gone
-// and the next request completes; stale and orphaned entries are cleaned at start.
+// of a fill never serves the partial file; after a restart a single-stream fill starts
+// over and a ranged fill fetches only the parts it had not synced; stale and orphaned
+// entries (and stale resume state) are cleaned at start.
 import { once } from "node:events";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCache } from "../../src/cache/index.js";
 import { parsePolicy } from "../../src/policy/load.js";
-import { cacheKey, objectPath } from "../../src/shared/protocol.js";
+import { cacheKey, ensurePath, objectPath } from "../../src/shared/protocol.js";
 import { fetchRaw, pseudoRandom, sha256Hex, startOrigin, type Origin } from "../support/origin.js";
 import { killAll, spawnCache as spawnCacheProcess, type CacheProcess } from "./spawn-cache.js";
 
 const POLICY_YAML = `origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\n`;
+const PARTS_YAML = `${POLICY_YAML}cache: {parts: {size: 1Mi, concurrency: 2, minFileSize: 2Mi}}\n`;
+const MiB = 2 ** 20;
 let origin: Origin;
 let dir: string;
 
@@ -20,6 +23,7 @@ beforeAll(async () => {
   origin = await startOrigin();
   dir = mkdtempSync(join(tmpdir(), "cache-crash-"));
   writeFileSync(join(dir, "policy.yaml"), POLICY_YAML);
+  writeFileSync(join(dir, "parts.yaml"), PARTS_YAML);
 });
 
 afterAll(async () => {
@@ -28,8 +32,17 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function spawnCache(root: string): Promise<CacheProcess> {
-  return spawnCacheProcess(["--root", root, "--policy", join(dir, "policy.yaml")]);
+function spawnCache(root: string, policy = "policy.yaml"): Promise<CacheProcess> {
+  return spawnCacheProcess(["--root", root, "--policy", join(dir, policy)]);
+}
+
+/** Parts saved as synced in a ranged fill's resume state. */
+function savedParts(root: string, key: string): number[] {
+  try {
+    return (JSON.parse(readFileSync(join(root, "tmp", `${key}.ranged.json`), "utf8")) as { done: number[] }).done;
+  } catch {
+    return [];
+  }
 }
 
 describe("kill -9 in the middle of a fill", () => {
@@ -75,6 +88,52 @@ describe("kill -9 in the middle of a fill", () => {
   });
 });
 
+describe("kill -9 in the middle of a ranged fill", () => {
+  it("resumes after a restart: only the parts not synced are fetched again, and the file is exact", async () => {
+    origin.ranges = true;
+    const content = pseudoRandom(12 * MiB, 43);
+    const { sha256 } = origin.put("/resume.bin", content);
+    origin.rateFor.set("/resume.bin", MiB); // per connection; 2 at once: ~6 s in all
+    const url = origin.url("/resume.bin");
+    const key = cacheKey(url);
+    const root = join(dir, "resume");
+    try {
+      const first = await spawnCache(root, "parts.yaml");
+      const waiting = fetchRaw(first.url + ensurePath(key, url)).then((r) => r, (e: Error) => e);
+      await expect.poll(() => savedParts(root, key).length, { timeout: 20_000 }).toBeGreaterThanOrEqual(3);
+      const exited = once(first.proc, "exit");
+      first.proc.kill("SIGKILL");
+      await exited;
+      const answer = await waiting;
+      expect(answer instanceof Error || !answer.complete || answer.status !== 200).toBe(true);
+      expect(existsSync(join(root, "objects", key, "data"))).toBe(false);
+      const done = savedParts(root, key);
+      // Part 0 is minFileSize (2 MiB), the others 1 MiB each.
+      const doneBytes = done.reduce((n, i) => n + (i === 0 ? 2 * MiB : MiB), 0);
+
+      origin.rateFor.delete("/resume.bin");
+      const sentBefore = origin.stats.bytesSent;
+      const getsBefore = origin.gets("/resume.bin");
+      const second = await spawnCache(root, "parts.yaml");
+      try {
+        expect(readdirSync(join(root, "tmp")).sort()).toEqual([`${key}.ranged`, `${key}.ranged.json`]);
+        const r = await fetchRaw(second.url + objectPath(key, url));
+        expect(r.status).toBe(200);
+        expect(sha256Hex(r.body)).toBe(sha256);
+        expect(readFileSync(join(root, "objects", key, "data")).equals(content)).toBe(true);
+        expect(origin.stats.bytesSent - sentBefore).toBe(content.length - doneBytes);
+        expect(origin.gets("/resume.bin") - getsBefore).toBe(11 - done.length); // 11 parts in all
+        expect(readdirSync(join(root, "tmp"))).toEqual([]);
+      } finally {
+        second.proc.kill("SIGTERM");
+        await once(second.proc, "exit");
+      }
+    } finally {
+      origin.ranges = false;
+    }
+  }, 60_000);
+});
+
 describe("startup scan", () => {
   it("keeps complete files and young empty key directories; removes temp files, orphans and incomplete entries", async () => {
     const root = join(dir, "scan");
@@ -106,11 +165,19 @@ describe("startup scan", () => {
     writeFileSync(join(objects, k(7), "data"), "old bytes without meta");
     utimesSync(join(objects, k(7)), new Date(Date.now() - 3_600_000), new Date(Date.now() - 3_600_000));
     writeFileSync(join(root, "tmp", `${k(6)}.abc.part`), "partial");
+    const state = (n: number) => JSON.stringify({ v: 1, key: k(n), url: `http://example.test/${n}`, size: 4, etag: '"e"', partSize: 2, minFileSize: 2, done: [0] });
+    writeFileSync(join(root, "tmp", `${k(8)}.ranged`), "abcd"); // resumable, young: kept
+    writeFileSync(join(root, "tmp", `${k(8)}.ranged.json`), state(8));
+    writeFileSync(join(root, "tmp", `${k(9)}.ranged`), "abcd"); // resumable but two days old: removed
+    writeFileSync(join(root, "tmp", `${k(9)}.ranged.json`), state(9));
+    utimesSync(join(root, "tmp", `${k(9)}.ranged.json`), new Date(Date.now() - 2 * 86_400_000), new Date(Date.now() - 2 * 86_400_000));
+    writeFileSync(join(root, "tmp", `${k(10)}.ranged`), "abcd"); // no state: removed
+    writeFileSync(join(root, "tmp", `${k(11)}.ranged.json`), state(11)); // no data: removed
 
     const gets = origin.gets("/keep.bin");
     const after = await startCache({ root, host: "127.0.0.1", port: 0, policy: () => policy });
     try {
-      expect(readdirSync(join(root, "tmp"))).toEqual([]);
+      expect(readdirSync(join(root, "tmp")).sort()).toEqual([`${k(8)}.ranged`, `${k(8)}.ranged.json`]);
       // Incomplete entries lose their files; their directory stays only while young (a pod may be starting).
       expect(readdirSync(objects).sort()).toEqual([cacheKey(keepUrl), k(1), k(3), k(4)].sort());
       expect(readdirSync(join(objects, k(3)))).toEqual([]);

@@ -1,8 +1,10 @@
 // Parallel ranged fills against a real local origin (ranges on, each connection
 // throttled): parts fetched at once and bound to one version by If-Range, the per-node
 // connection cap, fallbacks to one stream, an object that changes mid-fill, parts that
-// fail and are retried from the byte they reached.
+// fail and are retried from the byte they reached; /v1/objects streaming a file while
+// it fills, and cut when the fill fails.
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { request, type IncomingHttpHeaders } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -161,5 +163,57 @@ describe("failures", () => {
     expect(existsSync(join(root, "objects", cacheKey(url), "data"))).toBe(false);
     expect(readdirSync(join(root, "tmp")).filter((f) => f.startsWith(cacheKey(url)))).toEqual([]);
     expect(rangesAsked("/broken.bin").filter((x) => x === `bytes=${3 * MiB}-${4 * MiB - 1}`).length).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe("reading while filling", () => {
+  /** GET /v1/objects, noting whether the fill had published when the first body bytes came. */
+  const download = (url: string) =>
+    new Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer; complete: boolean; publishedAtFirstByte: boolean | undefined }>((resolve, reject) => {
+      const data = join(root, "objects", cacheKey(url), "data");
+      const req = request(cache.url + objectPath(cacheKey(url), url), (res) => {
+        const chunks: Buffer[] = [];
+        let publishedAtFirstByte: boolean | undefined;
+        res.on("data", (c: Buffer) => {
+          publishedAtFirstByte ??= existsSync(data);
+          chunks.push(c);
+        });
+        const done = (complete: boolean) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), complete, publishedAtFirstByte });
+        res.on("end", () => done(res.complete));
+        res.on("error", () => done(false));
+      });
+      req.on("error", reject);
+      req.end();
+    });
+
+  it("streams the file as its parts land: bytes before the fill ends, in order, never an unwritten byte", async () => {
+    const content = pseudoRandom(16 * MiB, 111);
+    origin.put("/growing.bin", content);
+    origin.rateFor.set("/growing.bin", MiB); // 4 connections: ~4 s
+    const url = origin.url("/growing.bin");
+    const r = await download(url);
+    expect(r.status).toBe(200);
+    expect(r.complete).toBe(true);
+    expect(r.headers["content-length"]).toBe(String(content.length));
+    expect(r.headers.etag).toBeUndefined(); // the sha256 is known only at the end
+    expect(r.publishedAtFirstByte).toBe(false);
+    // Unwritten bytes of the sparse temp file read as zeros: any of them would break equality.
+    expect(r.body.equals(content)).toBe(true);
+    expect(stored(url).equals(content)).toBe(true);
+  });
+
+  it("cuts the stream when the fill fails, so the client never sees a complete file", async () => {
+    const content = pseudoRandom(8 * MiB, 112);
+    origin.put("/dying.bin", content);
+    origin.rateFor.set("/dying.bin", MiB);
+    origin.cue("/dying.bin", { status: 404, rangeStart: 7 * MiB, times: 10 });
+    const url = origin.url("/dying.bin");
+    const r = await download(url);
+    expect(r.status).toBe(200);
+    expect(r.complete).toBe(false);
+    expect(r.body.length).toBeGreaterThan(0);
+    expect(r.body.length).toBeLessThan(content.length);
+    expect(r.body.equals(content.subarray(0, r.body.length))).toBe(true);
+    expect(existsSync(join(root, "objects", cacheKey(url), "data"))).toBe(false);
   });
 });
