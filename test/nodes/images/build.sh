@@ -12,9 +12,11 @@ CURL_VERSION="8.14.1-2+deb13u2~bpo13+1"
 apt_dir="$cache/apt"
 mkdir -p "$apt_dir"/{lists/partial,archives/partial,etc}
 touch "$apt_dir/status"
+source "$(dirname "$0")/mirror.sh"
+mirror=$(debian_mirror)
 cat >"$apt_dir/etc/sources.list" <<SRC
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-backports main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bookworm main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bookworm-backports main
 SRC
 # A private apt: its own sources, lists, archives and an empty dpkg status, so the
 # host's apt state is never touched and every dependency lands in the download set.
