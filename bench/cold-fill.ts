@@ -3,6 +3,7 @@
 // origin, (a) limited per connection (not in total) and (b) unthrottled, with CPU
 // seconds per GiB. Methods alternate within each round; medians of the rounds.
 //   npx tsx bench/cold-fill.ts [--size-mib 1024] [--rounds 3] [--rate-mbps 60]
+// (experiments: BENCH_PARTS="{concurrency: 16}", BENCH_ONLY=cache-io, BENCH_UNTHROTTLED_ONLY=1)
 import { rm } from "node:fs/promises";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -60,8 +61,9 @@ async function scenario(label: string, rate: number, file: string, size: number,
   try {
     const { sha256 } = await origin.putFile("/big.bin", file);
     const samples: Record<Method, Sample[]> = { "cache-io": [], curl: [], aria2c: [] };
+    const methods = process.env.BENCH_ONLY ? METHODS.filter((m) => m === process.env.BENCH_ONLY) : METHODS;
     for (let round = 0; round < rounds; round++) {
-      const order = [...METHODS.slice(round % 3), ...METHODS.slice(0, round % 3)];
+      const order = [...methods.slice(round % methods.length), ...methods.slice(0, round % methods.length)];
       for (const m of order) {
         const s = await once(m, origin, "/big.bin", sha256, out);
         samples[m].push(s);
@@ -94,7 +96,7 @@ main(async () => {
   const file = join(dir, "big.bin");
   await makeFile(file, size);
   const loadBefore = readFileSync("/proc/loadavg", "utf8").trim();
-  const throttled = summary(await scenario("throttled", rate, file, size, rounds), size);
+  const throttled = process.env.BENCH_UNTHROTTLED_ONLY ? null : summary(await scenario("throttled", rate, file, size, rounds), size);
   const unthrottled = summary(await scenario("unthrottled", 0, file, size, rounds), size);
   const loadAfter = readFileSync("/proc/loadavg", "utf8").trim();
   const result = { sizeBytes: size, rounds, ratePerConnection: rate, throttled, unthrottled, loadBefore, loadAfter };

@@ -17,6 +17,7 @@ export interface CacheProc {
   policy: Policy;
 }
 
+/** BENCH_PARTS="{size: 8Mi, concurrency: 16}" sets cache.parts (default: the policy's). */
 function policyYaml(root: string): string {
   return [
     "origins:",
@@ -24,6 +25,7 @@ function policyYaml(root: string): string {
     "cache:",
     `  root: ${JSON.stringify(root)}`,
     "  diskBudget: 40Gi",
+    ...(process.env.BENCH_PARTS ? [`  parts: ${process.env.BENCH_PARTS}`] : []),
     "",
   ].join("\n");
 }
