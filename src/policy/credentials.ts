@@ -51,13 +51,26 @@ const azure = z.strictObject({
   secretDir,
 });
 
-const KINDS = "bearer, basic, header, s3, azure";
+const gcs = z.strictObject({
+  ...common,
+  kind: z.literal("gcs"),
+  /** serviceAccountKey: file key.json in secretDir; workloadIdentity: Application Default Credentials (GKE metadata server, GOOGLE_APPLICATION_CREDENTIALS). */
+  source: z.enum(["serviceAccountKey", "workloadIdentity"], { error: "must be serviceAccountKey (file key.json) or workloadIdentity" }).default("serviceAccountKey"),
+  secretDir: absDir.optional(),
+});
+
+const KINDS = "bearer, basic, header, s3, azure, gcs";
 
 export const credentialSchema = z
-  .discriminatedUnion("kind", [bearer, basic, header, s3, azure], {
-    error: (iss) => (iss.code === "invalid_union" ? `kind must be one of ${KINDS} (gcs is not supported yet)` : undefined),
+  .discriminatedUnion("kind", [bearer, basic, header, s3, azure, gcs], {
+    error: (iss) => (iss.code === "invalid_union" ? `kind must be one of ${KINDS}` : undefined),
   })
   .superRefine((c, ctx) => {
+    if (c.kind === "gcs") {
+      if (c.source === "serviceAccountKey" && !c.secretDir) ctx.addIssue({ code: "custom", path: ["secretDir"], message: "is required with source: serviceAccountKey (file key.json)" });
+      if (c.source === "workloadIdentity" && c.secretDir) ctx.addIssue({ code: "custom", path: ["secretDir"], message: "is not used with source: workloadIdentity" });
+      return;
+    }
     if (c.kind !== "s3") return;
     if (c.source === "secret" && !c.secretDir) ctx.addIssue({ code: "custom", path: ["secretDir"], message: "is required with source: secret (files access-key-id, secret-access-key)" });
     if (c.source !== "secret" && c.secretDir) ctx.addIssue({ code: "custom", path: ["secretDir"], message: `is used only with source: secret, not ${c.source}` });

@@ -7,7 +7,9 @@ const entry = (fields: string) => `credentials: [{name: a, match: {host: x.examp
 
 describe("credentials policy", () => {
   it.each([
-    ["kind: gcs, secretDir: /s", "credentials.0.kind: kind must be one of bearer, basic, header, s3, azure (gcs is not supported yet)"],
+    ["kind: oss, secretDir: /s", "credentials.0.kind: kind must be one of bearer, basic, header, s3, azure, gcs"],
+    ["kind: gcs", "credentials.0.secretDir: is required with source: serviceAccountKey (file key.json)"],
+    ["kind: gcs, source: workloadIdentity, secretDir: /s", "credentials.0.secretDir: is not used with source: workloadIdentity"],
     ["kind: s3, region: eu-west-1", "credentials.0.secretDir: is required with source: secret (files access-key-id, secret-access-key)"],
     ["kind: s3, region: eu-west-1, source: default, secretDir: /s", "credentials.0.secretDir: is used only with source: secret, not default"],
     ["kind: s3, region: eu-west-1, secretDir: /s, roleArn: 'arn:aws:iam::123456789012:role/r'", "credentials.0.roleArn: is used only with source: webIdentity"],

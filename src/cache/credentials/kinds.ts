@@ -25,5 +25,7 @@ export function signerFor(c: Credential, opts: CredentialsOptions): Authorize {
       return lazy(async () => (await import("./s3.js")).s3Signer(c, opts));
     case "azure":
       return lazy(async () => (await import("./azure.js")).azureSigner(c, opts));
+    case "gcs":
+      return lazy(async () => (await import("./gcs.js")).gcsSigner(c, opts));
   }
 }

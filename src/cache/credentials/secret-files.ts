@@ -13,6 +13,8 @@ export interface SecretFiles {
 }
 
 export interface SecretFilesOptions {
+  /** Keep values as they are (multi-line files such as a key.json); default: one line, trailing newline trimmed. */
+  raw?: boolean;
   /** Minimum time between change checks (default 1000 ms). */
   pollMs?: number;
   now?: () => number;
@@ -35,7 +37,7 @@ async function version(dir: string, names: readonly string[]): Promise<string> {
   return parts.join("|");
 }
 
-async function readAll(credential: string, dir: string, names: readonly string[]): Promise<Record<string, string>> {
+async function readAll(credential: string, dir: string, names: readonly string[], raw: boolean): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const n of names) {
     let text: string;
@@ -47,9 +49,9 @@ async function readAll(credential: string, dir: string, names: readonly string[]
         `credential ${credential}: cannot read ${join(dir, n)} (${code}); mount a Secret with key "${n}" at ${dir}`,
       );
     }
-    const value = text.replace(/\r?\n$/, "");
+    const value = raw ? text : text.replace(/\r?\n$/, "");
     if (!value) throw new SecretMaterialError(`credential ${credential}: ${join(dir, n)} is empty; put the value in the Secret's key "${n}"`);
-    if (/[\r\n\0]/.test(value)) throw new SecretMaterialError(`credential ${credential}: ${join(dir, n)} holds a line break or NUL inside the value; store a single line`);
+    if (!raw && /[\r\n\0]/.test(value)) throw new SecretMaterialError(`credential ${credential}: ${join(dir, n)} holds a line break or NUL inside the value; store a single line`);
     out[n] = value;
   }
   return out;
@@ -67,7 +69,7 @@ export function secretFiles(credential: string, dir: string, names: readonly str
     const v = await version(dir, names);
     if (cached && cached.version === v) return cached.values;
     cached = undefined; // a Secret that went bad fails every use until it is fixed
-    const values = await readAll(credential, dir, names);
+    const values = await readAll(credential, dir, names, opts.raw ?? false);
     cached = { version: v, values };
     return values;
   }
