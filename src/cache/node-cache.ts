@@ -4,22 +4,22 @@
 // pre-warm, and eviction when a reloaded policy shrinks the budget.
 import type { KubeConfig } from "@kubernetes/client-node";
 import { mkdir } from "node:fs/promises";
-import { cacheOriginRules, settingsFor } from "../policy/load.js";
+import { cacheOriginRules } from "../policy/load.js";
 import type { Policy } from "../policy/schema.js";
 import { logger, type Logger } from "../shared/log.js";
 import { checkOriginUrl, type OriginRules } from "../shared/origin.js";
 import { cacheKey, normalizeUrl } from "../shared/protocol.js";
-import { CacheError, busy } from "./errors.js";
+import { CacheError } from "./errors.js";
 import { Budget } from "./eviction.js";
 import { Fill, Filler } from "./fill.js";
-import { Issuer, type IssuerOptions } from "./identity/issuer.js";
-import { TokenVerifier } from "./identity/verify.js";
+import { Access } from "./identity/access.js";
+import type { IssuerOptions } from "./identity/issuer.js";
 import { InUse } from "./in-use.js";
 import { BufferPool, Slots, downloadRefusal } from "./limits.js";
 import { CacheMetrics } from "./metrics.js";
 import type { Resolver } from "./origin.js";
 import { redact } from "./redact.js";
-import { namespaceRefusal, type Caller, type ObjectRequest } from "./request.js";
+import type { ObjectRequest } from "./request.js";
 import { Store, type ObjectMeta } from "./store.js";
 
 const DEFAULT_RETRY_BASE_MS = 1000;
@@ -67,15 +67,11 @@ export class NodeCache {
   #scanned = false;
   #writable = { ok: false, at: 0 };
   #policyTimer: NodeJS.Timeout | undefined;
-  readonly verifier: TokenVerifier | undefined;
-  /** Fills in flight started by a namespace's callers: key -> its namespace's slot. */
-  readonly namespaceFills = new Slots();
-  readonly #fillOwners = new Set<string>();
+  readonly #access: Access;
 
   constructor(private readonly opts: NodeCacheOptions) {
     const policy = opts.policy;
-    const idKube = opts.identityKubeConfig ?? opts.kubeConfig;
-    if (idKube && opts.nodeName) this.verifier = new TokenVerifier(new Issuer(idKube, opts.issuer), { nodeName: opts.nodeName });
+
     this.log = opts.log ?? logger("cache");
     this.store = new Store(opts.root);
     const windowMs = () => opts.recentUseMs ?? policy().cache.recentUseWindow;
@@ -94,6 +90,7 @@ export class NodeCache {
       diskUsed: () => this.budget.used(),
       diskBudget: () => policy().cache.diskBudget,
     });
+    this.#access = new Access({ policy, metrics: this.metrics, nodeName: opts.nodeName, kubeConfig: opts.identityKubeConfig ?? opts.kubeConfig, issuer: opts.issuer });
     this.filler = new Filler({
       store: this.store,
       budget: this.budget,
@@ -106,6 +103,7 @@ export class NodeCache {
         idleTimeout: policy().cache.idleTimeout,
         ...(opts.resolve ? { resolve: opts.resolve } : {}),
         observe: (result) => this.metrics.originRequests.inc({ result }),
+        authorize: (req) => this.#access.authorize(req),
       }),
       retryBaseMs: opts.retryBaseMs ?? DEFAULT_RETRY_BASE_MS,
       onPublished: (meta) => this.#record(meta),
@@ -123,30 +121,9 @@ export class NodeCache {
     return cacheOriginRules(this.opts.policy());
   }
 
-  /**
-   * Who asks, from the request's Authorization header: the verified caller, undefined for
-   * an anonymous caller the policy's identity.mode lets in, or a 401 (503 when tokens
-   * are required but this cache has no way to verify them).
-   */
-  async identify(authorization: string | undefined): Promise<Caller | undefined> {
-    const mode = this.opts.policy().identity.mode;
-    if (mode === "off" || (mode === "optional" && (!authorization || !this.verifier))) return undefined;
-    if (!this.verifier) {
-      throw Object.assign(new CacheError(503, "not_ready", "identity.mode is required, but this node cache cannot verify tokens: start it with --node-name and a cluster config (in-cluster ServiceAccount or KUBECONFIG)"), { retryAfter: 10 });
-    }
-    try {
-      const caller = await this.verifier.verify(authorization);
-      this.metrics.auth.inc({ result: "ok" });
-      return caller;
-    } catch (err) {
-      this.metrics.auth.inc({ result: err instanceof CacheError && err.status === 401 ? "refused" : "error" });
-      throw err;
-    }
-  }
-
-  /** The origin rules a caller's requests are checked against: its namespace's, or the union for anonymous callers. */
-  rulesFor(caller: Caller | undefined): OriginRules {
-    return caller ? settingsFor(this.opts.policy(), caller.namespace).origins : this.rules();
+  /** Who may do what: callers' tokens, namespace rules, credentials, namespace fill quotas. */
+  get access(): Access {
+    return this.#access;
   }
 
   /** Why file requests cannot be served now (an invalid policy at start), or null. */
@@ -219,7 +196,8 @@ export class NodeCache {
     // With identity required, only verified callers (and the cache's own pre-warm) pin files.
     if (req.caller || this.opts.policy().identity.mode !== "required" || (req as { prewarm?: boolean }).prewarm) this.inUse.touch(req.key);
     const meta = this.#index.get(req.key);
-    if (meta && req.caller) this.#mayUse(req.caller, meta);
+    // A hit is served only to a caller that may have the file's recorded URL, whoever filled it.
+    if (meta && meta.url !== req.url) this.#access.check(req.caller, meta.url);
     const shaOk = !!meta && (!req.sha256 || req.sha256 === meta.sha256);
     if (meta && shaOk && (req.sha256 || !this.#due(meta))) {
       this.budget.touch(req.key);
@@ -228,22 +206,7 @@ export class NodeCache {
     }
     let r: { fill: Fill; joined: boolean };
     try {
-      const release = this.#namespaceFillSlot(req);
-      try {
-        r = this.filler.join(meta && shaOk ? { ...req, previous: meta } : req);
-      } catch (err) {
-        release?.();
-        throw err;
-      }
-      if (release && r.joined) release();
-      else if (release) {
-        this.#fillOwners.add(req.key);
-        const done = () => {
-          this.#fillOwners.delete(req.key);
-          release();
-        };
-        r.fill.promise.then(done, done);
-      }
+      r = this.#access.startFill(req, () => this.filler.join(meta && shaOk ? { ...req, previous: meta } : req));
     } catch (err) {
       // At the fill caps, a due revalidation waits: the copy in hand is served meanwhile.
       if (!(meta && shaOk && err instanceof CacheError && err.reason === "busy")) throw err;
@@ -253,30 +216,6 @@ export class NodeCache {
     this.metrics.misses.inc();
     if (r.joined) this.metrics.coalesced.inc();
     return r;
-  }
-
-  /**
-   * A hit is served only to a caller whose namespace may use the origin the cached file
-   * came from (its recorded URL), whoever filled it.
-   */
-  #mayUse(caller: Caller, meta: ObjectMeta): void {
-    const rules = this.rulesFor(caller);
-    const why = checkOriginUrl(new URL(meta.url), rules);
-    if (why) throw new CacheError(403, "policy", namespaceRefusal(caller, meta.url, rules, why));
-  }
-
-  /**
-   * A verified caller that would start a new fill takes one of its namespace's
-   * identity.maxFillsPerNamespace slots until the fill ends; joining one in flight is free.
-   */
-  #namespaceFillSlot(req: ObjectRequest): (() => void) | undefined {
-    if (!req.caller || this.#fillOwners.has(req.key)) return undefined;
-    const ns = req.caller.namespace;
-    const max = this.opts.policy().identity.maxFillsPerNamespace;
-    const slot = this.namespaceFills.acquire(ns, { total: Number.POSITIVE_INFINITY, perGroup: max });
-    if ("release" in slot) return slot.release;
-    this.metrics.downloadsRefused.inc({ reason: "max_fills_per_namespace" });
-    throw busy(`namespace "${ns}" already has ${slot.count} fills from origins in flight on this node, its limit (identity.maxFillsPerNamespace=${max}); retry when they end, or raise identity.maxFillsPerNamespace`);
   }
 
   /** The outcome of a fill for one waiter: the file, or why not (also when it has another sha256 than asked). */

@@ -15,6 +15,7 @@ import { startCache, type RunningCache } from "../../src/cache/index.js";
 import type { Policy } from "../../src/policy/schema.js";
 import { TOKEN_AUDIENCE } from "../../src/shared/identity.js";
 import { cacheKey, ensurePath, objectPath } from "../../src/shared/protocol.js";
+import { startAuthOrigin, writeSecretDir } from "../support/auth-origin.js";
 import { fetchRaw, pseudoRandom, startOrigin, type Origin } from "../support/origin.js";
 import { policyOf } from "./policy-of.js";
 
@@ -174,7 +175,7 @@ describe("the node cache's callers prove who they are", () => {
     const before = issuer.jwksGets;
     for (let i = 0; i < 20; i++) expect((await ask("/a/model.bin", t, "ensure")).status).toBe(200);
     expect(issuer.jwksGets).toBe(before);
-    expect(cache.cache.verifier!.cached).toBeGreaterThan(0);
+    expect(cache.cache.access.verifier!.cached).toBeGreaterThan(0);
   });
 });
 
@@ -205,7 +206,7 @@ describe("fills in flight per namespace (identity.maxFillsPerNamespace)", () => 
     const a = await mint();
     const slow = ask("/a/slow.bin", a);
     const t0 = Date.now();
-    while (cache.cache.namespaceFills.held("team-a") < 1 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 20));
+    while (cache.cache.access.namespaceFills.held("team-a") < 1 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 20));
     const refused = await ask("/a/next.bin", a);
     expect(refused.status).toBe(503);
     expect(refused.headers["retry-after"]).toBeDefined();
@@ -215,7 +216,44 @@ describe("fills in flight per namespace (identity.maxFillsPerNamespace)", () => 
     const [first, joined] = await Promise.all([slow, ask("/a/slow.bin", await mint())]);
     expect([first.status, joined.status]).toEqual([200, 200]);
     expect(origin.gets("/a/slow.bin")).toBe(1);
-    expect(cache.cache.namespaceFills.held("team-a")).toBe(0);
+    expect(cache.cache.access.namespaceFills.held("team-a")).toBe(0);
     expect((await ask("/a/next.bin", a)).status).toBe(200);
   }, 30_000);
+});
+
+describe("private origins: a credential's namespaces, at the cache (identity.mode optional)", () => {
+  it("only its namespaces' callers get a file fetched with it, also on a hit; anonymous callers get 401, public files still", async () => {
+    const priv = await startAuthOrigin((h) => h.authorization === "Bearer hf-secret");
+    const root = join(dir, "private");
+    const c2 = { cache: undefined as RunningCache | undefined };
+    try {
+      priv.put("/m.bin", bytes);
+      writeSecretDir(join(root, "secret"), { token: "hf-secret\n" });
+      const p2 = policyOf(`
+origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}
+identity: {mode: optional}
+credentials: [{name: hf, match: {host: "${priv.host}", scheme: http}, namespaces: [team-a], kind: bearer, secretDir: ${join(root, "secret")}}]
+`);
+      c2.cache = await startCache({ root: join(root, "cache"), host: "127.0.0.1", port: 0, nodeName: NODE, identityKubeConfig: kubeconfigFor(issuer.url), policy: () => p2 });
+      const get = (url: string, token?: string) => fetchRaw(c2.cache!.url + objectPath(cacheKey(url), url), token ? { headers: { authorization: `Bearer ${token}` } } : {});
+      const url = priv.url("/m.bin");
+      const anon = await get(url);
+      expect(anon.status).toBe(401);
+      expect(anon.body.toString()).toMatch(/is a private origin \(credential "hf"\)/);
+      const other = await get(url, await mint({ ns: "team-c" }));
+      expect(other.status).toBe(403);
+      expect(priv.seen).toHaveLength(0);
+      const ok = await get(url, await mint());
+      expect(ok.status, ok.body.toString()).toBe(200);
+      expect(ok.body.equals(bytes)).toBe(true);
+      const hit = await get(url, await mint({ ns: "team-c" }));
+      expect(hit.status).toBe(403);
+      expect(hit.body.toString()).toMatch(/namespace "team-c" may not use credential "hf" .*\["team-a"\]/);
+      expect(priv.seen).toHaveLength(1);
+      expect((await get(fileUrl("/a/model.bin"))).status).toBe(200); // anonymous, public origin: optional mode serves it
+    } finally {
+      await c2.cache?.close(100);
+      await priv.close();
+    }
+  });
 });
