@@ -2,11 +2,11 @@
 // for the Azure tests: verifies shared-key and SAS signatures like Blob Storage does.
 // In-memory storage; stopped by close(), also when a test fails.
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BlobServiceClient, StorageSharedKeyCredential } from "@azure/storage-blob";
+import { freePort, stopChild } from "./auth-origin.js";
 
 const bin = join(dirname(fileURLToPath(import.meta.url)), "../../node_modules/azurite/dist/src/blob/main.js");
 
@@ -22,14 +22,6 @@ export interface Azurite {
   close(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
 export async function startAzurite(): Promise<Azurite> {
   const port = await freePort();
   const child = spawn(process.execPath, [bin, "--blobHost", "127.0.0.1", "--blobPort", String(port), "--inMemoryPersistence", "--silent", "--disableTelemetry", "--skipApiVersionCheck"], {
@@ -38,12 +30,7 @@ export async function startAzurite(): Promise<Azurite> {
   let out = "";
   child.stdout!.on("data", (b: Buffer) => (out = (out + b).slice(-4000)));
   child.stderr!.on("data", (b: Buffer) => (out = (out + b).slice(-4000)));
-  const close = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill("SIGTERM");
-    await Promise.race([new Promise((r) => child.once("exit", r)), sleep(5000)]);
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  };
+  const close = () => stopChild(child);
   const accountUrl = `http://127.0.0.1:${port}/${DEV_ACCOUNT}`;
   try {
     for (let i = 0; ; i++) {

@@ -3,11 +3,11 @@
 // files). Built once by build.sh; stopped by close(), also when a test fails.
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
+import { freePort, stopChild } from "../auth-origin.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -25,14 +25,6 @@ export interface S3Server {
 /** Path of the versitygw binary, building it (minutes, once per pinned version) if needed. */
 export function versitygwBinary(): string {
   return execFileSync(join(here, "build.sh"), { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim();
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 async function waitUp(url: string, child: ChildProcess, log: () => string): Promise<void> {
@@ -59,11 +51,7 @@ export async function startS3(): Promise<S3Server> {
   child.stdout!.on("data", (b: Buffer) => (out = (out + b).slice(-4000)));
   child.stderr!.on("data", (b: Buffer) => (out = (out + b).slice(-4000)));
   const close = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGTERM");
-      await Promise.race([new Promise((r) => child.once("exit", r)), sleep(5000)]);
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    }
+    await stopChild(child);
     rmSync(root, { recursive: true, force: true });
   };
   try {
