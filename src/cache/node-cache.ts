@@ -163,6 +163,8 @@ export class NodeCache {
   async ready(): Promise<{ ok: boolean; why: string }> {
     const problem = this.policyProblem();
     if (problem) return { ok: false, why: problem };
+    const identity = this.#access.problem();
+    if (identity) return { ok: false, why: identity };
     if (!this.#scanned) return { ok: false, why: "the startup scan of the cache root is not done" };
     if (Date.now() - this.#writable.at > WRITABLE_CHECK_MS) this.#writable = { ok: await this.store.writable(), at: Date.now() };
     return this.#writable.ok ? { ok: true, why: "" } : { ok: false, why: `the cache root ${this.opts.root} is not writable` };

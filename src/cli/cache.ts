@@ -42,7 +42,7 @@ export async function run(opts: CacheCliOptions): Promise<void> {
   });
   source.observe({ onLoad: (errors) => running.cache.metrics.policyLoaded(errors) });
   const ready = source.errors().length ? "not ready: invalid policy" : "ready";
-  log.info({ host, port: running.port, root, nodeName: opts.nodeName, podWatch: !!kubeConfig, state: ready }, "cache listening");
+  log.info({ host, port: running.port, root, nodeName: opts.nodeName, podWatch: !!kubeConfig, identity: policy.identity.mode, verifiesTokens: !!running.cache.access.verifier, state: ready }, "cache listening");
   const shutdown = (signal: string) => {
     log.info({ signal }, "shutting down");
     source.stop();

@@ -257,3 +257,20 @@ credentials: [{name: hf, match: {host: "${priv.host}", scheme: http}, namespaces
     }
   });
 });
+
+describe("identity.mode required without a way to verify", () => {
+  it("runs NOT READY, and file requests get 503 saying what to start it with", async () => {
+    const root = join(dir, "unverified");
+    const c3 = await startCache({ root, host: "127.0.0.1", port: 0, policy: () => policyOf("identity: {mode: required}") });
+    try {
+      const ready = await fetchRaw(c3.url + "/readyz");
+      expect(ready.status).toBe(503);
+      expect(ready.body.toString()).toMatch(/identity\.mode is required, but this node cache cannot verify tokens: start it with --node-name/);
+      const url = fileUrl("/a/model.bin");
+      const r = await fetchRaw(c3.url + objectPath(cacheKey(url), url), { headers: { authorization: `Bearer ${await mint()}` } });
+      expect(r.status).toBe(503);
+    } finally {
+      await c3.close(100);
+    }
+  });
+});

@@ -36,6 +36,12 @@ export class Access {
     if (o.kubeConfig && o.nodeName) this.verifier = new TokenVerifier(new Issuer(o.kubeConfig, o.issuer), { nodeName: o.nodeName });
   }
 
+  /** Why tokens cannot be checked as the policy asks (not ready), or null. */
+  problem(): string | null {
+    if (this.o.policy().identity.mode !== "required" || this.verifier) return null;
+    return "identity.mode is required, but this node cache cannot verify tokens: start it with --node-name and a cluster config (in-cluster ServiceAccount or KUBECONFIG)";
+  }
+
   /**
    * The verified caller of a request, undefined for an anonymous caller identity.mode lets
    * in, or a 401 (503 when tokens are required but this cache cannot verify them).
@@ -43,9 +49,7 @@ export class Access {
   async identify(authorization: string | undefined): Promise<Caller | undefined> {
     const mode = this.o.policy().identity.mode;
     if (mode === "off" || (mode === "optional" && (!authorization || !this.verifier))) return undefined;
-    if (!this.verifier) {
-      throw Object.assign(new CacheError(503, "not_ready", "identity.mode is required, but this node cache cannot verify tokens: start it with --node-name and a cluster config (in-cluster ServiceAccount or KUBECONFIG)"), { retryAfter: 10 });
-    }
+    if (!this.verifier) throw Object.assign(new CacheError(503, "not_ready", this.problem()!), { retryAfter: 10 });
     try {
       const caller = await this.verifier.verify(authorization);
       this.o.metrics.auth.inc({ result: "ok" });
