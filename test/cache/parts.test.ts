@@ -168,10 +168,10 @@ describe("failures", () => {
 
 describe("reading while filling", () => {
   /** GET /v1/objects, noting whether the fill had published when the first body bytes came. */
-  const download = (url: string) =>
+  const download = (url: string, sha256?: string) =>
     new Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer; complete: boolean; publishedAtFirstByte: boolean | undefined }>((resolve, reject) => {
       const data = join(root, "objects", cacheKey(url), "data");
-      const req = request(cache.url + objectPath(cacheKey(url), url), (res) => {
+      const req = request(cache.url + objectPath(cacheKey(url), url, sha256), (res) => {
         const chunks: Buffer[] = [];
         let publishedAtFirstByte: boolean | undefined;
         res.on("data", (c: Buffer) => {
@@ -200,6 +200,17 @@ describe("reading while filling", () => {
     // Unwritten bytes of the sparse temp file read as zeros: any of them would break equality.
     expect(r.body.equals(content)).toBe(true);
     expect(stored(url).equals(content)).toBe(true);
+  });
+
+  it("holds the last byte back until the bytes are verified: a wrong sha256 gets a cut stream, never a complete one", async () => {
+    const content = pseudoRandom(6 * MiB, 113);
+    origin.put("/pinned.bin", content);
+    origin.rateFor.set("/pinned.bin", MiB);
+    const url = origin.url("/pinned.bin");
+    const r = await download(url, "0".repeat(64));
+    expect(r.status).toBe(200);
+    expect(r.complete).toBe(false);
+    expect(r.body.length).toBe(content.length - 1);
   });
 
   it("cuts the stream when the fill fails, so the client never sees a complete file", async () => {
