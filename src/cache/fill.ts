@@ -1,7 +1,8 @@
 // Single-flight fills: one origin fetch per key however many requests wait. Bytes go
-// to a temp file, are counted against the size cap and the budget (growing as they
-// arrive), hashed, checked against what the waiters asked for and published atomically;
-// transient errors are retried. Fills are capped in all and per origin host, and a fill
+// to a temp file (one stream, or parallel ranged parts: src/cache/fills/, docs/FILLS.md),
+// are counted against the size cap and the budget (growing as they arrive), hashed,
+// checked against what the waiters asked for and published atomically; transient
+// errors are retried. Fills are capped in all and per origin host, and a fill
 // every waiter has left is abandoned after cache.abandonGrace.
 import { rm } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
@@ -15,7 +16,7 @@ import type { CacheMetrics } from "./metrics.js";
 import type { OriginSettings } from "./origin.js";
 import type { FillBody } from "./fills/body.js";
 import { ConnectionPool } from "./fills/connections.js";
-import { attempt as runAttempt } from "./fills/download.js";
+import { attempt as runAttempt, truncated } from "./fills/download.js";
 import { removeResume } from "./fills/sidecar.js";
 import { redact } from "./redact.js";
 import { Fill, type FillRequest } from "./fill-state.js";
@@ -272,8 +273,4 @@ function bodyError(e: unknown, fill: Fill, url: string): CacheError {
   }
   if (fill.total !== undefined && fill.bytes < fill.total) return truncated(fill.bytes, fill.total, url);
   return new CacheError(502, "network", `the download of ${redact(url)} broke off after ${fill.bytes} bytes: ${err.message}`, true);
-}
-
-function truncated(got: number, want: number, url: string): CacheError {
-  return new CacheError(502, "truncated", `origin closed the connection after ${got} of ${want} bytes of ${redact(url)}`, true);
 }

@@ -190,7 +190,7 @@ function firstMissing(s: ResumeState): { start: number; end: number } {
   return p;
 }
 
-function truncated(got: number, want: number, url: string): CacheError {
+export function truncated(got: number, want: number, url: string): CacheError {
   return new CacheError(502, "truncated", `origin closed the connection after ${got} of ${want} bytes of ${redact(url)}`, true);
 }
 

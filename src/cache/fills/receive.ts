@@ -1,11 +1,12 @@
 // Receive one response body into a part of the temp file: chunks are batched into
 // writes of about 1 MiB (positional writev, no stream plumbing), the socket is paused
-// while 4 MiB wait for the disk, and every byte is counted (size cap, budget) first.
+// while 2 MiB wait for the disk, and every byte is counted (size cap, budget) first.
 import type { IncomingMessage } from "node:http";
 import type { FillBody, PartState } from "./body.js";
 
 const WRITE_BATCH = 1 << 20;
-const MAX_PENDING = 4 << 20;
+/** Per connection at most this (plus a chunk) waits for the disk: cache.parts.maxConnections bounds fill memory. */
+const MAX_PENDING = 2 << 20;
 
 export class BodyOverrun extends Error {}
 
