@@ -101,7 +101,11 @@ async function single(ctx: AttemptContext, r: OriginResponse, release: () => voi
     body = new FillBody(await open(path, "wx+", 0o644), path, length, [{ index: 0, start: 0, end: length ?? Number.MAX_SAFE_INTEGER }]);
     ctx.onBody(body);
     const part = body.parts[0]!;
-    await receive(r.res, body, part, ctx.onBytes);
+    const flush = backgroundSync(body);
+    await receive(r.res, body, part, (n) => {
+      ctx.onBytes(n);
+      flush(n);
+    });
     if (length !== undefined && part.written !== length) throw truncated(part.written, length, r.url);
     part.end = part.written;
     body.complete(part);
@@ -167,6 +171,29 @@ async function ranged(ctx: AttemptContext, r: OriginResponse, release: () => voi
     if (err instanceof ObjectChanged) await removeResume(ctx.tmpDir, ctx.key);
     throw err;
   }
+}
+
+/** Bytes written between background fdatasyncs of a single stream. */
+const SYNC_EVERY = 32 << 20;
+
+/**
+ * Start the disk's writeback while the stream still arrives (an fdatasync every
+ * SYNC_EVERY bytes, at most one at a time, not waited for), so the fsync before the
+ * publish finds little left to write (ranged fills get this from their per-part syncs).
+ */
+function backgroundSync(body: FillBody): (n: number) => void {
+  let since = 0;
+  let busy = false;
+  return (n) => {
+    since += n;
+    if (since < SYNC_EVERY || busy) return;
+    since = 0;
+    busy = true;
+    body.fh.datasync().then(
+      () => (busy = false),
+      () => (busy = false),
+    );
+  };
 }
 
 /** The saved state of this key, when it is for this URL and its temp file is there. */
