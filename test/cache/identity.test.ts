@@ -25,14 +25,18 @@ const NODE = "node-a";
 interface Issuer {
   url: string;
   jwksGets: number;
+  discoveryGets: number;
+  down: boolean;
   keys: JWK[];
   close(): Promise<void>;
 }
 
 async function startIssuer(): Promise<Issuer> {
-  const state = { jwksGets: 0, keys: [] as JWK[] };
+  const state = { jwksGets: 0, discoveryGets: 0, down: false, keys: [] as JWK[] };
   const server: Server = createServer((req, res) => {
     if (req.headers.authorization !== "Bearer cache-own-token") return void res.writeHead(401).end();
+    if (req.url === "/.well-known/openid-configuration") state.discoveryGets++;
+    if (state.down) return void res.writeHead(500).end("down");
     if (req.url === "/.well-known/openid-configuration") return void res.end(JSON.stringify({ issuer: ISS, jwks_uri: `${ISS}/openid/v1/jwks` }));
     if (req.url === "/openid/v1/jwks") {
       state.jwksGets++;
@@ -271,6 +275,27 @@ describe("identity.mode required without a way to verify", () => {
       expect(r.status).toBe(503);
     } finally {
       await c3.close(100);
+    }
+  });
+});
+
+describe("the API server's keys cannot be read", () => {
+  it("file requests get 503 with Retry-After, and the keys are not read again on every request", async () => {
+    const down = await startIssuer();
+    down.down = true;
+    const c4 = await startCache({ root: join(dir, "down"), host: "127.0.0.1", port: 0, nodeName: NODE, identityKubeConfig: kubeconfigFor(down.url), policy: () => policy });
+    try {
+      const url = fileUrl("/a/model.bin");
+      for (let i = 0; i < 20; i++) {
+        const r = await fetchRaw(c4.url + objectPath(cacheKey(url), url), { headers: { authorization: `Bearer ${await mint()}` } });
+        expect(r.status).toBe(503);
+        expect(r.headers["retry-after"]).toBe("10");
+        expect(r.body.toString()).toMatch(/cannot verify tokens now: the API server's issuer keys could not be read: GET .*openid-configuration: 500/);
+      }
+      expect(down.discoveryGets).toBeLessThanOrEqual(2);
+    } finally {
+      await c4.close(100);
+      await down.close();
     }
   });
 });
