@@ -28,7 +28,7 @@ export interface PartsContext {
   log: Logger;
   /** Every received chunk (size cap, budget, metrics); throw to fail the fill. */
   onBytes(n: number): void;
-  /** A part has all its bytes: make them durable (resumable fills) before the watermark counts it. */
+  /** A part has all its bytes: make them durable (resumable fills). Runs beside the next parts; the fill waits for all before it ends. */
   onPartDone(part: PartState): Promise<void>;
 }
 
@@ -45,10 +45,20 @@ export async function fetchParts(ctx: PartsContext, body: FillBody, first?: { pa
   const signal = AbortSignal.any([ctx.signal, stop.signal]);
   const queue = body.parts.filter((p) => !p.done && p !== first?.part);
   let failure: unknown;
+  /** Parts being made durable: the connection goes on to the next part meanwhile. */
+  const syncing: Promise<void>[] = [];
+  const durable = (p: PartState) => {
+    const s = ctx.onPartDone(p);
+    s.catch((err: unknown) => {
+      failure ??= err;
+      stop.abort();
+    });
+    syncing.push(s);
+  };
   const worker = async (initial?: NonNullable<typeof first>) => {
     try {
-      if (initial) await finishPart(ctx, body, initial.part, signal, initial);
-      for (let p = queue.shift(); p && !failure; p = queue.shift()) await finishPart(ctx, body, p, signal);
+      if (initial) durable(await finishPart(ctx, body, initial.part, signal, initial));
+      for (let p = queue.shift(); p && !failure; p = queue.shift()) durable(await finishPart(ctx, body, p, signal));
     } catch (err) {
       failure ??= err;
       stop.abort();
@@ -57,19 +67,19 @@ export async function fetchParts(ctx: PartsContext, body: FillBody, first?: { pa
   const workers = [worker(first)];
   for (let i = 1; i < ctx.concurrency && i <= queue.length; i++) workers.push(worker());
   await Promise.all(workers);
+  await Promise.allSettled(syncing);
   if (failure) throw failure;
 }
 
 /** One part to its end: the response in hand, else ranged requests, each retry from where the last stopped. */
-async function finishPart(ctx: PartsContext, body: FillBody, part: PartState, signal: AbortSignal, first?: { r: OriginResponse; release: () => void }): Promise<void> {
+async function finishPart(ctx: PartsContext, body: FillBody, part: PartState, signal: AbortSignal, first?: { r: OriginResponse; release: () => void }): Promise<PartState> {
   for (let attempt = 0; ; attempt++) {
     try {
       if (attempt === 0 && first) await receiveInto(ctx, body, part, first.r, first.release);
       else await requestPart(ctx, body, part, signal);
       if (part.written < part.end - part.start) throw new CacheError(502, "truncated", `origin sent ${part.written} of the ${part.end - part.start} bytes of part ${part.index} of ${redact(ctx.url)}`, true);
-      await ctx.onPartDone(part);
       body.complete(part);
-      return;
+      return part;
     } catch (e) {
       const err = signal.aborted ? e : asPartError(e, ctx.url, part);
       if (!(err instanceof CacheError) || !err.transient || attempt >= ctx.retries || signal.aborted || isChange(err)) throw err;
