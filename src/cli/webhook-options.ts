@@ -17,5 +17,10 @@ export function addWebhookOptions(cmd: Command, policyOption: () => Option): Com
         .env("CACHE_IO_MAX_IN_FLIGHT_BYTES"),
     )
     .addOption(new Option("--body-timeout-ms <n>", "a request's headers and body must arrive within this (408 after)").default(String(DEFAULT_LIMITS.bodyTimeoutMs)).env("CACHE_IO_BODY_TIMEOUT_MS"))
-    .addOption(new Option("--max-connections <n>", "open connections at most; more are closed at accept").default(String(DEFAULT_LIMITS.maxConnections)).env("CACHE_IO_MAX_CONNECTIONS"));
+    .addOption(new Option("--max-connections <n>", "open connections at most; more are closed at accept").default(String(DEFAULT_LIMITS.maxConnections)).env("CACHE_IO_MAX_CONNECTIONS"))
+    .addOption(
+      new Option("--shutdown-delay-ms <n>", "after SIGTERM, keep serving this long with every response closing its connection (Service endpoints update meanwhile), then stop")
+        .default("5000")
+        .env("CACHE_IO_SHUTDOWN_DELAY_MS"),
+    );
 }

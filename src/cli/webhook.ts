@@ -32,7 +32,7 @@ export interface RunningWebhook {
   /** Why the policy file did not load at start (the server runs, not ready, and retries). */
   policyStartErrors: string[];
   certsGenerated: boolean;
-  close(graceMs?: number): Promise<void>;
+  close(graceMs?: number, delayMs?: number): Promise<void>;
 }
 
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -126,9 +126,9 @@ export async function startWebhook(opts: WebhookOptions): Promise<RunningWebhook
     policy: policy.source,
     policyStartErrors: policy.startErrors,
     certsGenerated,
-    close: async (graceMs) => {
+    close: async (graceMs, delayMs) => {
+      await server.close(graceMs, delayMs);
       policy.stop();
-      await server.close(graceMs);
     },
   };
 }
@@ -202,15 +202,22 @@ export async function run(cli: Record<string, unknown>): Promise<void> {
     generateCerts: cli.generateCerts !== false,
     limits: limitsFrom(cli),
   };
+  const delayMs = nonNegativeInt("--shutdown-delay-ms", cli.shutdownDelayMs ?? 0);
   const w = await startWebhook(opts);
   const log = logger("webhook");
   // stdout carries only JSON log lines; the banner is for the person who ran `npm start`.
   log.info({ host: opts.host, port: w.port }, `listening on https://${opts.host.includes(":") ? `[${opts.host}]` : opts.host}:${w.port}`);
   process.stderr.write(banner(opts, w));
   const shutdown = (signal: string) => {
-    log.info({ signal }, "shutting down: no new connections, finishing in-flight reviews");
-    void w.close(SHUTDOWN_GRACE_MS).then(() => process.exit(0));
+    log.info({ delayMs, signal }, "shutting down: draining, then finishing in-flight reviews");
+    void w.close(SHUTDOWN_GRACE_MS, delayMs).then(() => process.exit(0));
   };
   process.once("SIGTERM", shutdown);
   process.once("SIGINT", shutdown);
+}
+
+function nonNegativeInt(flag: string, value: unknown): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(String(value)) || !Number.isSafeInteger(n)) throw new Error(`${flag} must be a whole number of milliseconds, got "${String(value)}"`);
+  return n;
 }

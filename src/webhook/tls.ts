@@ -46,8 +46,12 @@ export interface HttpsHandle {
   port: number;
   /** The certificate new connections get. */
   cert(): ServingCert;
-  /** Stop accepting, let in-flight requests finish, force-close whatever is left after `graceMs`. */
-  close(graceMs?: number): Promise<void>;
+  /**
+   * Drain for `delayMs` (keep serving, but every response closes its connection, so
+   * clients reconnect, through the Service, to another replica), then stop accepting,
+   * let in-flight requests finish, and force-close whatever is left after `graceMs`.
+   */
+  close(graceMs?: number, delayMs?: number): Promise<void>;
 }
 
 /**
@@ -185,12 +189,19 @@ export async function startHttpsServer(app: RequestListener, opts: HttpsOptions)
     server,
     port: (server.address() as AddressInfo).port,
     cert: () => current.info,
-    close: (graceMs = 10_000) => closeGracefully(server, stopWatch, graceMs),
+    close: (graceMs = 10_000, delayMs = 0) => closeGracefully(server, stopWatch, graceMs, delayMs),
   };
 }
 
-function closeGracefully(server: Server, stopWatch: () => void, graceMs: number): Promise<void> {
+async function closeGracefully(server: Server, stopWatch: () => void, graceMs: number, delayMs: number): Promise<void> {
   stopWatch();
+  // Closing an idle keep-alive connection races with a client that is just writing its
+  // next request on it (the API server does not retry a POST: "broken pipe"). While
+  // draining, each connection is closed by its own next response instead.
+  server.prependListener("request", (_req, res) => {
+    res.shouldKeepAlive = false;
+  });
+  if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
   return new Promise((resolve) => {
     const force = setTimeout(() => server.closeAllConnections(), graceMs);
     force.unref();

@@ -2,6 +2,7 @@
 // an empty directory, prints where it listens and the curl line, answers that exact curl,
 // logs reviews as JSON without user data, and on SIGTERM finishes the review in
 // flight and exits 0.
+import { connect } from "node:net";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { request } from "node:https";
@@ -40,10 +41,19 @@ afterAll(() => {
   for (const c of started) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill("SIGKILL");
 });
 
+function connectionRefused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ host: "127.0.0.1", port });
+    sock.once("connect", () => (sock.destroy(), resolve(false)));
+    sock.once("error", (e: NodeJS.ErrnoException) => resolve(e.code === "ECONNREFUSED"));
+  });
+}
+
 /**
  * SIGTERM while a review is in flight: the server already has its headers (it sent
- * 100 Continue) but not its body. After the shutdown log line new connections are
- * refused, the in-flight review still gets its answer, and the process exits 0.
+ * 100 Continue) but not its body. After the shutdown log line it drains: a new review
+ * is still answered, with `Connection: close`; after the drain delay new connections
+ * are refused, the in-flight review still gets its answer, and the process exits 0.
  */
 async function shutdownWithReviewInFlight(cli: Cli, port: number, ca: string, review: unknown): Promise<void> {
   const body = JSON.stringify(review);
@@ -63,7 +73,10 @@ async function shutdownWithReviewInFlight(cli: Cli, port: number, ca: string, re
   await new Promise((resolve) => req.once("continue", resolve));
   cli.child.kill("SIGTERM");
   await eventually(() => (cli.stdout().includes('"msg":"shutting down') ? true : undefined), "the shutdown log line");
-  await expect(postReview({ port, ca }, "/mutate", review)).rejects.toThrow(/ECONNREFUSED/);
+  const drained = await postReview({ port, ca }, "/mutate", review);
+  expect(drained.status).toBe(200);
+  expect(drained.headers.connection).toBe("close");
+  await eventually(() => connectionRefused(port).then((r) => r || undefined), "new connections refused after the drain delay");
   req.end(body);
   const r = await answer;
   expect(r.status).toBe(200);
@@ -74,7 +87,7 @@ async function shutdownWithReviewInFlight(cli: Cli, port: number, ca: string, re
 describe("cache-io webhook (the CLI process)", () => {
   it("generates certs, prints the curl line, answers it, and on SIGTERM finishes the review in flight and exits 0", async () => {
     const certs = join(tempDir("cli"), "certs");
-    const cli = startCli(["--port", "0", "--certs", certs]);
+    const cli = startCli(["--port", "0", "--certs", certs, "--shutdown-delay-ms", "1500"]);
     started.push(cli);
     const port = await eventually(() => /"msg":"listening on https:\/\/127\.0\.0\.1:(\d+)"/.exec(cli.stdout())?.[1], "the listening log line");
     for (const f of ["ca.crt", "tls.crt", "tls.key"]) expect(existsSync(join(certs, f))).toBe(true);
@@ -95,7 +108,7 @@ describe("cache-io webhook (the CLI process)", () => {
 
     await shutdownWithReviewInFlight(cli, Number(port), readFileSync(join(certs, "ca.crt"), "utf8"), review);
     const reviewLog = cli.stdout().split("\n").filter((l) => l.startsWith("{") && l.includes('"msg":"review"'));
-    expect(reviewLog).toHaveLength(3);
+    expect(reviewLog).toHaveLength(4);
     expect(JSON.parse(reviewLog[0]!)).toMatchObject({ uid: review.request.uid, namespace: "demo", pod: "llm-server", outcome: "patched", reason: "injected", path: "/mutate" });
     expect(reviewLog.join("\n")).not.toContain("models.example.com");
     for (const line of cli.stdout().split("\n").filter((l) => l !== "")) expect(() => JSON.parse(line), line).not.toThrow();
