@@ -317,7 +317,7 @@ export class NodeCache {
         const url = normalizeUrl(raw);
         const why = checkOriginUrl(new URL(url), this.rules());
         if (why) throw new CacheError(403, "policy", why);
-        const meta = await this.complete({ key: cacheKey(url), url, prewarm: true });
+        const meta = await this.complete({ key: cacheKey(url, this.policy().cache.keyIgnoreQuery), url, prewarm: true });
         this.log.info({ url: redact(url), bytes: meta.size }, "pre-warmed");
       } catch (err) {
         this.log.warn({ url: redact(raw), err: (err as Error).message }, "pre-warm failed");

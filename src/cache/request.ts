@@ -2,7 +2,7 @@
 // cache key equal to sha256(URL without fragment), the origin one the policy allows.
 // Messages never show a URL's query.
 import { checkOriginUrl, type OriginRules } from "../shared/origin.js";
-import { KEY_PATTERN, SHA256_HEX, cacheKey, normalizeUrl } from "../shared/protocol.js";
+import { KEY_PATTERN, SHA256_HEX, cacheKey, normalizeUrl, DEFAULT_KEY_IGNORE, type KeyIgnore } from "../shared/protocol.js";
 import { badRequest, refused } from "./errors.js";
 import { redact } from "./redact.js";
 
@@ -46,7 +46,7 @@ function single(q: URLSearchParams, name: string): string | undefined {
  * `rules` are the caller's namespace's (or, for an anonymous caller where identity allows
  * one, the union of every namespace's); `caller` is set on the request and named in a 403.
  */
-export function parseObjectRequest(rawKey: string, rawQuery: string, rules: OriginRules, caller?: Caller): ObjectRequest {
+export function parseObjectRequest(rawKey: string, rawQuery: string, rules: OriginRules, caller?: Caller, keyIgnore: KeyIgnore = DEFAULT_KEY_IGNORE): ObjectRequest {
   if (!KEY_PATTERN.test(rawKey)) {
     throw badRequest(`${shown(rawKey)} is not a cache key: a key is the sha256 (64 lowercase hex digits) of the file's URL without its fragment`);
   }
@@ -60,9 +60,9 @@ export function parseObjectRequest(rawKey: string, rawQuery: string, rules: Orig
   } catch {
     throw badRequest(`url ${shownUrl(raw)} is not an absolute URL`);
   }
-  const expected = cacheKey(url);
+  const expected = cacheKey(url, keyIgnore);
   if (expected !== rawKey) {
-    throw badRequest(`key ${rawKey} does not match url ${shownUrl(url)}, whose key is ${expected} (sha256 of the URL without its fragment)`);
+    throw badRequest(`key ${rawKey} does not match url ${shownUrl(url)}, whose key is ${expected} (sha256 of the URL without its fragment and signature parameters, cache.keyIgnoreQuery)`);
   }
   const sha256 = single(q, "sha256");
   if (sha256 !== undefined && !SHA256_HEX.test(sha256)) throw badRequest(`sha256 ${shown(sha256)} must be 64 lowercase hex digits`);

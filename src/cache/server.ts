@@ -61,7 +61,7 @@ async function handle(cache: NodeCache, req: IncomingMessage, res: ServerRespons
     const problem = cache.policyProblem();
     if (problem) throw Object.assign(new CacheError(503, "not_ready", problem), { retryAfter: 10 });
     const caller = await cache.access.identify(req.headers.authorization);
-    const params = parseObjectRequest(m[2] ?? "", query, cache.access.rulesFor(caller), caller);
+    const params = parseObjectRequest(m[2] ?? "", query, cache.access.rulesFor(caller), caller, cache.policy().cache.keyIgnoreQuery);
     cache.access.check(caller, params.url);
     return isEnsure ? ensure(cache, res, params, o) : serveObject(cache, req, res, params);
   }

@@ -41,6 +41,8 @@ export interface NamespaceSettings {
   injection: InjectionSettings;
   origins: OriginRules;
   fetcherResources: Policy["fetcher"]["resources"];
+  /** How file keys are computed (cache.keyIgnoreQuery); the node cache uses the same. */
+  keyIgnore: Policy["cache"]["keyIgnoreQuery"];
 }
 
 export function settingsFor(policy: Policy, namespace: string | undefined): NamespaceSettings {
@@ -50,6 +52,7 @@ export function settingsFor(policy: Policy, namespace: string | undefined): Name
     injection: { ...policy.injection, ...stripUndefined(injection) },
     origins: { ...policy.origins, allow: originsAllow ?? policy.origins.allow },
     fetcherResources: fetcher?.resources ?? policy.fetcher.resources,
+    keyIgnore: policy.cache.keyIgnoreQuery,
   };
 }
 

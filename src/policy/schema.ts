@@ -2,6 +2,7 @@
 // checks that name the bad field. Quantities and durations become numbers here.
 import { z } from "zod";
 import { credentialsSchema } from "./credentials.js";
+import { keyIgnoreQuerySchema } from "./keys.js";
 import { partsSchema } from "./parts.js";
 import { parseBytes, parseDuration } from "./units.js";
 
@@ -134,6 +135,8 @@ export const policySchema = z.strictObject({
       maxFillsPerHost: z.number().int().min(1).default(8),
       /** A fill whose every waiter has gone is abandoned after this (pre-warm fills never are). */
       abandonGrace: duration.default(10_000),
+      /** Query parameters left out of cache keys (src/policy/keys.ts). */
+      keyIgnoreQuery: keyIgnoreQuerySchema,
       /** Parallel ranged fills (src/policy/parts.ts). */
       parts: partsSchema.prefault({}),
       prewarm: z.array(z.string().url()).default([]),

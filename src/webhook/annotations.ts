@@ -30,7 +30,7 @@ export function annotation(pod: V1Pod, key: string): string | undefined {
 }
 
 export function readRequest(pod: V1Pod, settings: NamespaceSettings, copyOnly: boolean): InjectRequest {
-  const files = parseFiles(annotation(pod, ANNOTATION.files) ?? "", settings.injection.maxFiles, settings.origins);
+  const files = parseFiles(annotation(pod, ANNOTATION.files) ?? "", settings.injection.maxFiles, settings.origins, settings.keyIgnore);
   const asked = parseMode(annotation(pod, ANNOTATION.mode));
   const warnings: string[] = [];
   if (copyOnly && asked === "mount") {

@@ -1,7 +1,7 @@
 // Parse `cache.io/files` into typed file requests: a newline/comma list of URLs with
 // `#sha256=..&name=..` fragments, or a JSON array of {url, sha256?, name?}. Pure.
 import { checkOriginUrl, type OriginRules } from "../shared/origin.js";
-import { ANNOTATION, cacheKey, MAX_ENCODED_URL_BYTES, normalizeUrl, SHA256_HEX, strictEncode } from "../shared/protocol.js";
+import { ANNOTATION, cacheKey, DEFAULT_KEY_IGNORE, MAX_ENCODED_URL_BYTES, normalizeUrl, SHA256_HEX, strictEncode, type KeyIgnore } from "../shared/protocol.js";
 import { entryLabel, quote, Refusal } from "./messages.js";
 
 export interface FileRequest {
@@ -30,7 +30,7 @@ const NAME_RULE = 'use letters, digits, ".", "_" and "-" only, starting with a l
 const JSON_KEYS = new Set(["url", "sha256", "name"]);
 const FORMAT_HINT = 'write one http(s) URL per line (or comma-separated), or a JSON array of {"url", "sha256", "name"} objects';
 
-export function parseFiles(value: string, maxFiles: number, origins: OriginRules): FileRequest[] {
+export function parseFiles(value: string, maxFiles: number, origins: OriginRules, keyIgnore: KeyIgnore = DEFAULT_KEY_IGNORE): FileRequest[] {
   const raw = value.trim().startsWith("[") ? jsonEntries(value) : listEntries(value);
   if (raw.length === 0) throw new Refusal("invalid-annotation", `${ANNOTATION.files} lists no files: ${FORMAT_HINT}.`);
   if (raw.length > maxFiles) {
@@ -40,7 +40,7 @@ export function parseFiles(value: string, maxFiles: number, origins: OriginRules
         "Split the files across pods, or ask the platform team to raise injection.maxFiles.",
     );
   }
-  const files = raw.map((r, i) => toFile(r, i + 1, origins));
+  const files = raw.map((r, i) => toFile(r, i + 1, origins, keyIgnore));
   rejectDuplicates(files);
   return files;
 }
@@ -81,7 +81,7 @@ function jsonEntry(item: unknown, index: number): RawEntry {
   return { text, url: obj.url, sha256: obj.sha256 as string | undefined, name: obj.name as string | undefined };
 }
 
-function toFile(raw: RawEntry, index: number, origins: OriginRules): FileRequest {
+function toFile(raw: RawEntry, index: number, origins: OriginRules, keyIgnore: KeyIgnore): FileRequest {
   const where = entryLabel(ANNOTATION.files, index, raw.text);
   const invalid = (what: string) => new Refusal("invalid-annotation", `${where}: ${what}`);
   if (/\s/.test(raw.url)) throw invalid("contains whitespace. Put each URL on its own line (or separate with commas) and percent-encode spaces as %20.");
@@ -107,7 +107,7 @@ function toFile(raw: RawEntry, index: number, origins: OriginRules): FileRequest
   if (sha256 !== undefined && !SHA256_HEX.test(sha256)) {
     throw invalid(`sha256 ${quote(sha256)} is not 64 hexadecimal characters. Give the file's SHA-256 digest in hex, or leave it out.`);
   }
-  return { entry: index, url, key: cacheKey(url), name: fileName(parsed, explicitName, invalid), ...(sha256 ? { sha256 } : {}) };
+  return { entry: index, url, key: cacheKey(url, keyIgnore), name: fileName(parsed, explicitName, invalid), ...(sha256 ? { sha256 } : {}) };
 }
 
 /** `#sha256=<hex>&name=<file>`: keys separated by `&`, values percent-decoded. */

@@ -8,7 +8,9 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCache, type RunningCache } from "../../src/cache/index.js";
 import { keyIgnoreQuerySchema } from "../../src/policy/keys.js";
-import { parsePolicy } from "../../src/policy/load.js";
+import { cacheOriginRules, parsePolicy } from "../../src/policy/load.js";
+import { parseObjectRequest } from "../../src/cache/request.js";
+import { decide } from "../../src/webhook/decide.js";
 import { OBJECT_FILE, cacheKey, ensurePath, keyIgnoresQuery, keyUrl, normalizeUrl, objectDir } from "../../src/shared/protocol.js";
 import { fetchRaw, pseudoRandom, startOrigin, type Origin } from "../support/origin.js";
 
@@ -85,5 +87,50 @@ describe("two pre-signed URLs of one object at the node cache", () => {
     expect(existsSync(join(objectDir(root, cacheKey(a)), OBJECT_FILE))).toBe(true);
     const text = logs.join("\n") + ra.body.toString() + rb.body.toString();
     expect(text).not.toMatch(/FIRSTSIGNATURE|SECONDSIGNATURE|se=2026/);
+  });
+});
+
+describe("cache.keyIgnoreQuery reaches both sides", () => {
+  const url = (token: string) => `https://files.example.com/m.bin?token=${token}&v=1`;
+  const pod = (u: string) => ({
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name: "p", annotations: { "cache.io/files": u } },
+    spec: { containers: [{ name: "app", image: "app:1" }] },
+  });
+  function webhookKey(policy: ReturnType<typeof policyFromYaml>, u: string): string {
+    const d = decide(pod(u), policy, { namespace: "default", copyOnly: false });
+    if (d.action !== "mutate") throw new Error(`not mutated: ${JSON.stringify(d)}`);
+    const volume = d.pod.spec!.volumes!.find((v) => v.hostPath)!;
+    return volume.hostPath!.path.split("/").pop()!;
+  }
+  function cacheSideKey(policy: ReturnType<typeof policyFromYaml>, u: string): string {
+    const key = cacheKey(normalizeUrl(u), policy.cache.keyIgnoreQuery);
+    const q = new URLSearchParams({ url: u }).toString();
+    return parseObjectRequest(key, q, cacheOriginRules(policy), undefined, policy.cache.keyIgnoreQuery).key;
+  }
+  function policyFromYaml(yaml: string) {
+    const r = parsePolicy(yaml);
+    if (!r.ok) throw new Error(r.errors.join("; "));
+    return r.policy;
+  }
+
+  it("a parameter the policy names is left out of the key by the webhook and the cache alike", () => {
+    const p = policyFromYaml("cache: {keyIgnoreQuery: [default, token]}");
+    expect(webhookKey(p, url("a"))).toBe(webhookKey(p, url("b")));
+    expect(webhookKey(p, url("a"))).toBe(cacheSideKey(p, url("b")));
+    expect(webhookKey(p, url("a"))).toBe(cacheKey("https://files.example.com/m.bin?v=1"));
+  });
+
+  it("with the default list the same parameter is part of the key, on both sides", () => {
+    const p = policyFromYaml("{}");
+    expect(webhookKey(p, url("a"))).not.toBe(webhookKey(p, url("b")));
+    expect(webhookKey(p, url("a"))).toBe(cacheSideKey(p, url("a")));
+  });
+
+  it("an empty list keys whole URLs, also S3 signatures", () => {
+    const p = policyFromYaml("cache: {keyIgnoreQuery: []}");
+    expect(webhookKey(p, S3_A)).not.toBe(webhookKey(p, S3_B));
+    expect(cacheSideKey(p, S3_A)).toBe(webhookKey(p, S3_A));
   });
 });
