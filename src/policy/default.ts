@@ -34,7 +34,7 @@ cache:
   idleTimeout: 60s
   fillTimeout: 1h
   originRetries: 3
-  recentUseWindow: 10m    # a file requested this recently counts as in use (never evicted)
+  recentUseWindow: 10m    # a file requested this recently is protected (within recentUseShare)
   emptyDirGrace: 10m      # an empty object dir younger than this survives the startup scan
   recentUseShare: 0.5     # at most this share of diskBudget is protected by recent requests alone
   recentUseMaxKeys: 10000
@@ -45,7 +45,10 @@ cache:
   maxFills: 32            # origin fills in flight (503 above)
   maxFillsPerHost: 8
   abandonGrace: 10s       # a fill nobody waits for any more is abandoned after this
+  keyIgnoreQuery: [default]  # query parameters left out of keys (default: S3/GCS/Azure SAS/OSS/CloudFront signatures)
+  parts: {size: 16Mi, concurrency: 8, minFileSize: 32Mi, maxConnections: 32}  # parallel ranged fills (docs/FILLS.md)
   prewarm: []
+credentials: []           # private origins: see docs/PRIVATE-ORIGINS.md
 prepull:
   images: []
   pauseImage: registry.k8s.io/pause:3.10
