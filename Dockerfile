@@ -2,9 +2,13 @@
 # One image for every CLI mode: `cache-io webhook | cache | certs | prepull | ...`.
 # Multi-arch: `docker buildx build --platform linux/amd64,linux/arm64 .` builds each
 # stage natively per platform, so the static no-op matches the node it runs on.
+# The base images are build arguments so a build without a registry can substitute
+# locally built ones (test/nodes/images/build-project.sh); the release uses these.
+ARG BUILD_IMAGE=node:24-bookworm-slim
+ARG RUNTIME_IMAGE=gcr.io/distroless/nodejs24-debian12:nonroot
 
 # --- build: compile TypeScript and the static no-op, then keep production deps only
-FROM node:24-bookworm-slim AS build
+FROM ${BUILD_IMAGE} AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
@@ -24,7 +28,7 @@ RUN npm run build \
  && npm cache clean --force
 
 # --- runtime: distroless Node.js (no shell, no package manager), uid 65532
-FROM gcr.io/distroless/nodejs24-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=build /src/package.json ./package.json

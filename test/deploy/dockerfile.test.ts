@@ -7,7 +7,9 @@ import { describe, expect, it } from "vitest";
 
 const dockerfile = readFileSync("Dockerfile", "utf8");
 const lines = dockerfile.split("\n").filter((l) => l.trim() && !l.trim().startsWith("#"));
-const stages = dockerfile.split(/^FROM /m).slice(1).map((s) => ({ from: s.split("\n")[0]!, body: s }));
+// FROM lines name their base through ARGs with the release's defaults: resolve them.
+const args = Object.fromEntries([...dockerfile.matchAll(/^ARG (\w+)=(\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
+const stages = dockerfile.split(/^FROM /m).slice(1).map((s) => ({ from: s.split("\n")[0]!.replace(/\$\{(\w+)\}/g, (_, k: string) => args[k] ?? `\${${k}}`), body: s }));
 const ignore = readFileSync(".dockerignore", "utf8").split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
 
 /** The allow-list .dockerignore this repo uses: `*`, then `!path` or `!dir/` exceptions. */
