@@ -60,11 +60,11 @@ export class CachePolicySource {
     try {
       this.#store = PolicyStore.fromFile(path, {
         onReload: () => {
-          this.log.info({ policy: path }, "policy reloaded");
+          this.log.info({ policy: path }, "policy loaded");
           this.#record([]);
         },
         onError: (errors) => {
-          this.log.error({ policy: path, errors }, "policy edit rejected; the last good policy stays in force");
+          this.log.error({ policy: path, errors }, "policy rejected; the last good policy stays in force");
           this.#record(errors);
         },
       });

@@ -14,7 +14,7 @@ interface CommonOptions {
 
 function loadStore(path: string | undefined): PolicyStore {
   if (!path) return PolicyStore.fromDefault();
-  return PolicyStore.fromFile(path, { onError: (errors) => logger("policy").error({ errors }, `policy ${path} is invalid; keeping the last good one`) });
+  return PolicyStore.fromFile(path, { onError: (errors) => logger("prepull").error({ policy: path, errors }, "policy rejected; the last good policy stays in force") });
 }
 
 export async function render(opts: CommonOptions & { output: "yaml" | "json" }): Promise<void> {

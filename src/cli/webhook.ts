@@ -54,7 +54,7 @@ function openPolicy(path: string | undefined, metrics: WebhookMetrics, log: Logg
   const record = (errors: string[]) => {
     metrics.policyReloads.inc({ result: errors.length ? "failure" : "success" });
     metrics.policyValid.set(errors.length ? 0 : 1);
-    if (errors.length) log.error({ policy: path, errors }, store ? "policy not reloaded; the last good policy stays in force" : "no valid policy; not ready");
+    if (errors.length) log.error({ policy: path, errors }, store ? "policy rejected; the last good policy stays in force" : "no valid policy; not ready");
     else log.info({ policy: path }, "policy loaded");
   };
   const tryLoad = (): string[] => {
