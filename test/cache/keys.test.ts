@@ -1,18 +1,17 @@
 // Cache keys of pre-signed URLs: signature and expiry parameters (S3, GCS, Azure SAS, OSS,
 // CloudFront) are left out of the key, so one object is one cached file however often it
 // is re-signed; the fetch still uses the caller's full URL, and no query reaches the logs.
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startCache, type RunningCache } from "../../src/cache/index.js";
+import type { RunningCache } from "../../src/cache/index.js";
 import { keyIgnoreQuerySchema } from "../../src/policy/keys.js";
 import { cacheOriginRules, parsePolicy } from "../../src/policy/load.js";
 import { parseObjectRequest } from "../../src/cache/request.js";
 import { decide } from "../../src/webhook/decide.js";
 import { OBJECT_FILE, cacheKey, ensurePath, keyIgnoresQuery, keyUrl, normalizeUrl, objectDir } from "../../src/shared/protocol.js";
-import { fetchRaw, pseudoRandom, startOrigin, type Origin } from "../support/origin.js";
+import { fetchRaw, pseudoRandom, type Origin } from "../support/origin.js";
+import { startLoggedCache, type LoggedCache } from "./logged-cache.js";
 
 const S3_A = "https://b.s3.eu-west-1.amazonaws.com/m/w.bin?versionId=v2&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F20260101%2Feu-west-1%2Fs3%2Faws4_request&X-Amz-Date=20260101T000000Z&X-Amz-Expires=600&X-Amz-SignedHeaders=host&X-Amz-Signature=aaaa&x-amz-content-sha256=UNSIGNED-PAYLOAD";
 const S3_B = "https://b.s3.eu-west-1.amazonaws.com/m/w.bin?versionId=v2&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F20260102%2Feu-west-1%2Fs3%2Faws4_request&X-Amz-Date=20260102T000000Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=bbbb";
@@ -58,21 +57,16 @@ describe("two pre-signed URLs of one object at the node cache", () => {
   let origin: Origin;
   let cache: RunningCache;
   let root: string;
-  const logs: string[] = [];
+  let logs: string[];
+  let running: LoggedCache | undefined;
 
   beforeAll(async () => {
-    origin = await startOrigin();
-    root = mkdtempSync(join(tmpdir(), "cache-keys-"));
-    const r = parsePolicy(`origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {originRetries: 1, idleTimeout: 5s}`);
-    if (!r.ok) throw new Error(r.errors.join());
-    const log = pino({ level: "debug" }, { write: (line: string) => void logs.push(line) });
-    cache = await startCache({ root, host: "127.0.0.1", port: 0, policy: () => r.policy, retryBaseMs: 10, log, ensureGraceMs: 100, progressIntervalMs: 100 });
+    running = await startLoggedCache("keys");
+    ({ origin, cache, root, logs } = running);
   });
 
   afterAll(async () => {
-    await cache?.close(100);
-    await origin?.close();
-    rmSync(root, { recursive: true, force: true });
+    await running?.stop();
   });
 
   it("share one cached file, fetched from the origin once; no signature is logged", async () => {

@@ -1,34 +1,24 @@
 // Query strings of URLs (pre-signed and SAS tokens) never leave the cache: not in its
 // logs, error bodies, progress lines or metrics. Scheme, host and path stay visible.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startCache, type RunningCache } from "../../src/cache/index.js";
-import { parsePolicy } from "../../src/policy/load.js";
+import type { RunningCache } from "../../src/cache/index.js";
 import { cacheKey, ensurePath, objectPath } from "../../src/shared/protocol.js";
-import { fetchRaw, pseudoRandom, startOrigin, type Origin } from "../support/origin.js";
+import { fetchRaw, pseudoRandom, type Origin } from "../support/origin.js";
+import { startLoggedCache, type LoggedCache } from "./logged-cache.js";
 
 const SECRET = "sv=2030&sig=Zm9vYmFyU0VDUkVU";
 let origin: Origin;
 let cache: RunningCache;
-let root: string;
-const logs: string[] = [];
+let logs: string[];
+let running: LoggedCache | undefined;
 
 beforeAll(async () => {
-  origin = await startOrigin();
-  root = mkdtempSync(join(tmpdir(), "cache-redact-"));
-  const r = parsePolicy(`origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {originRetries: 1, idleTimeout: 2s}`);
-  if (!r.ok) throw new Error(r.errors.join());
-  const log = pino({ level: "debug" }, { write: (line: string) => void logs.push(line) });
-  cache = await startCache({ root, host: "127.0.0.1", port: 0, policy: () => r.policy, retryBaseMs: 10, log, ensureGraceMs: 100, progressIntervalMs: 100 });
+  running = await startLoggedCache("redact", "2s");
+  ({ origin, cache, logs } = running);
 });
 
 afterAll(async () => {
-  await cache?.close(100);
-  await origin?.close();
-  rmSync(root, { recursive: true, force: true });
+  await running?.stop();
 });
 
 describe("query strings", () => {
