@@ -4,7 +4,7 @@
 import { resolve } from "node:path";
 import { clusterConfig } from "../cache/in-use.js";
 import { startCache } from "../cache/index.js";
-import { CachePolicySource } from "../cache/policy-source.js";
+import { WatchedPolicy } from "../policy/watched.js";
 import { logger } from "../shared/log.js";
 
 export interface CacheCliOptions {
@@ -24,7 +24,7 @@ function parsePort(value: string): number {
 export async function run(opts: CacheCliOptions): Promise<void> {
   const log = logger("cache");
   const port = opts.port === undefined ? undefined : parsePort(opts.port);
-  const source = new CachePolicySource(opts.policy, log, Number(process.env.CACHE_IO_POLICY_POLL_MS) || 2000);
+  const source = new WatchedPolicy(opts.policy, log, Number(process.env.CACHE_IO_POLICY_POLL_MS) || 2000, "no valid policy; the cache is not ready and serves no files until the file is fixed");
   // root and port are read once: from the flags, else the policy (the embedded default's while the file is invalid).
   const policy = source.current();
   const root = resolve(opts.root ?? policy.cache.root);

@@ -5,6 +5,7 @@ import { isAbsolute, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CERT_FILES, ensureLocalCerts } from "../certs/generate.js";
 import { PolicyStore } from "../policy/store.js";
+import { WatchedPolicy } from "../policy/watched.js";
 import { logger, type Logger } from "../shared/log.js";
 import { DEFAULT_LIMITS, positiveInt, type ServingLimits } from "../webhook/limits.js";
 import { createWebhookMetrics, type WebhookMetrics } from "../webhook/metrics.js";
@@ -49,34 +50,14 @@ function openPolicy(path: string | undefined, metrics: WebhookMetrics, log: Logg
     metrics.policyValid.set(1);
     return { source: PolicyStore.fromDefault(), startErrors: [], stop() {} };
   }
-  let store: PolicyStore | undefined;
-  let lastError = "";
-  const record = (errors: string[]) => {
-    metrics.policyReloads.inc({ result: errors.length ? "failure" : "success" });
-    metrics.policyValid.set(errors.length ? 0 : 1);
-    if (errors.length) log.error({ policy: path, errors }, store ? "policy rejected; the last good policy stays in force" : "no valid policy; not ready");
-    else log.info({ policy: path }, "policy loaded");
-  };
-  const tryLoad = (): string[] => {
-    try {
-      store = PolicyStore.fromFile(path, { onReload: () => record([]), onError: record });
-      store.watch(pollMs);
-      record([]);
-      return [];
-    } catch (err) {
-      const message = (err as Error).message;
-      if (message !== lastError) record([message]); // count each bad content once, not every retry
-      lastError = message;
-      return [message];
-    }
-  };
-  const startErrors = tryLoad();
-  const retry = startErrors.length ? setInterval(() => tryLoad().length || clearInterval(retry), pollMs).unref() : undefined;
-  return {
-    source: { current: () => store?.current() },
-    startErrors,
-    stop: () => (clearInterval(retry), store?.stop()),
-  };
+  const watched = new WatchedPolicy(path, log, pollMs, "no valid policy; not ready");
+  watched.observe({
+    onLoad: (errors) => {
+      metrics.policyReloads.inc({ result: errors.length ? "failure" : "success" });
+      metrics.policyValid.set(errors.length ? 0 : 1);
+    },
+  });
+  return { source: { current: () => watched.last() }, startErrors: [...watched.errors()], stop: () => watched.stop() };
 }
 
 /** Make sure tls.crt and tls.key exist: generate local ones when allowed, else say how to provide them. */

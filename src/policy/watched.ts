@@ -1,18 +1,18 @@
-// The node cache's policy: a file that is hot-reloaded, or the embedded default. A file
-// that is invalid (or unreadable) at start does not stop the cache: it runs NOT READY on
-// the embedded default's settings, refuses file requests with the errors, and retries
-// until the file is fixed. A bad edit later keeps the last good policy (PolicyStore).
-import { defaultPolicy } from "../policy/load.js";
-import type { Policy } from "../policy/schema.js";
-import { PolicyStore } from "../policy/store.js";
+// A component's policy: a file that is hot-reloaded, or the embedded default. A file that
+// is invalid (or unreadable) at start does not stop the component (webhook, node cache):
+// it runs NOT READY, reports the errors, and retries until the file is fixed. A bad edit
+// later keeps the last good policy (PolicyStore). Every load attempt is reported once.
 import type { Logger } from "../shared/log.js";
+import { defaultPolicy } from "./load.js";
+import type { Policy } from "./schema.js";
+import { PolicyStore } from "./store.js";
 
 export interface PolicySourceEvents {
   /** Every load attempt, the first included (errors empty: success). */
   onLoad?(errors: string[]): void;
 }
 
-export class CachePolicySource {
+export class WatchedPolicy {
   #store: PolicyStore | undefined;
   #errors: string[] = [];
   #retry: NodeJS.Timeout | undefined;
@@ -24,6 +24,8 @@ export class CachePolicySource {
     readonly path: string | undefined,
     private readonly log: Logger,
     private readonly pollMs = 2000,
+    /** Logged when the file is invalid at start (says what the component does meanwhile). */
+    private readonly notReady = "no valid policy; not ready until the file is fixed",
   ) {
     if (!path) {
       this.#store = PolicyStore.fromDefault();
@@ -33,9 +35,14 @@ export class CachePolicySource {
     if (!this.#tryLoad()) this.#retry = setInterval(() => this.#tryLoad() && clearInterval(this.#retry), pollMs).unref();
   }
 
-  /** The policy in force: the file's last good one, or the embedded default while there is none. */
+  /** The policy in force: the file's last good one (the embedded default without a file), or undefined while there is none. */
+  last(): Policy | undefined {
+    return this.#store?.current();
+  }
+
+  /** The policy in force, or the embedded default while the file has never been valid. */
   current(): Policy {
-    return this.#store?.current() ?? defaultPolicy();
+    return this.last() ?? defaultPolicy();
   }
 
   /** Why there is no valid policy yet (empty once one loaded). */
@@ -78,7 +85,7 @@ export class CachePolicySource {
       this.#errors = [message];
       if (message !== this.#lastError) {
         // Each bad content is reported once, not on every retry.
-        this.log.error({ policy: path, errors: [message] }, "no valid policy; the cache is not ready and serves no files until the file is fixed");
+        this.log.error({ policy: path, errors: [message] }, this.notReady);
         this.#record([message]);
       }
       this.#lastError = message;
