@@ -1,16 +1,7 @@
 // Policy for parallel ranged fills (`cache.parts`): how a big file is split into parts
 // fetched concurrently from an origin that supports ranges.
 import { z } from "zod";
-import { parseBytes } from "./units.js";
-
-const bytes = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  const n = parseBytes(v);
-  if (n === null) {
-    ctx.addIssue({ code: "custom", message: `"${v}" is not a byte quantity (examples: 8Mi, 64Mi)` });
-    return z.NEVER;
-  }
-  return n;
-});
+import { bytes } from "./fields.js";
 
 export const partsSchema = z.strictObject({
   /** Bytes per ranged GET. */

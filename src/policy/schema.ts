@@ -4,25 +4,7 @@ import { z } from "zod";
 import { credentialsSchema } from "./credentials.js";
 import { keyIgnoreQuerySchema } from "./keys.js";
 import { partsSchema } from "./parts.js";
-import { parseBytes, parseDuration } from "./units.js";
-
-const bytes = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  const n = parseBytes(v);
-  if (n === null) {
-    ctx.addIssue({ code: "custom", message: `"${v}" is not a byte quantity (examples: 512Mi, 50Gi, 1000000)` });
-    return z.NEVER;
-  }
-  return n;
-});
-
-const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  const n = parseDuration(v);
-  if (n === null) {
-    ctx.addIssue({ code: "custom", message: `"${v}" is not a duration (examples: 500ms, 30s, 10m, 1h)` });
-    return z.NEVER;
-  }
-  return n;
-});
+import { bytes, duration } from "./fields.js";
 
 const hostPattern = z
   .string()
