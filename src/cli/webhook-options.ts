@@ -1,6 +1,6 @@
 // The flags of `cache-io webhook`, kept apart from webhook.ts so that defining the CLI
 // does not load the server.
-import { Option, type Command } from "commander";
+import { InvalidArgumentError, Option, type Command } from "commander";
 import { DEFAULT_LIMITS } from "../webhook/limits.js";
 
 export function addWebhookOptions(cmd: Command, policyOption: () => Option): Command {
@@ -19,8 +19,15 @@ export function addWebhookOptions(cmd: Command, policyOption: () => Option): Com
     .addOption(new Option("--body-timeout-ms <n>", "a request's headers and body must arrive within this (408 after)").default(String(DEFAULT_LIMITS.bodyTimeoutMs)).env("CACHE_IO_BODY_TIMEOUT_MS"))
     .addOption(new Option("--max-connections <n>", "open connections at most; more are closed at accept").default(String(DEFAULT_LIMITS.maxConnections)).env("CACHE_IO_MAX_CONNECTIONS"))
     .addOption(
-      new Option("--shutdown-delay-ms <n>", "after SIGTERM, keep serving this long with every response closing its connection (Service endpoints update meanwhile), then stop")
+      new Option("--shutdown-delay-ms <ms>", "after SIGTERM, keep serving this long with every response closing its connection (Service endpoints update meanwhile), then stop")
         .default("5000")
-        .env("CACHE_IO_SHUTDOWN_DELAY_MS"),
+        .env("CACHE_IO_SHUTDOWN_DELAY_MS")
+        .argParser(milliseconds),
     );
+}
+
+/** A whole number of milliseconds, 0 included (0: no drain). */
+function milliseconds(value: string): string {
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new InvalidArgumentError("must be a whole number of milliseconds (0: stop at once)");
+  return value;
 }

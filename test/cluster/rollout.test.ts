@@ -10,8 +10,8 @@
 // (the API server's Go client writes the next review onto a connection just as it closes,
 // and does not retry a POST; endpoint removal does not help, established connections
 // outlive it). The webhook now drains (--shutdown-delay-ms, default 5 s): it keeps
-// serving, and each response closes its own connection, before it stops. With
-// CACHE_IO_SHUTDOWN_DELAY_MS=0 this spec fails again.
+// serving, and each response closes its own connection, before it stops. The race is
+// intermittent: with CACHE_IO_SHUTDOWN_DELAY_MS=0 this spec failed 1 of 4 runs here.
 import { get } from "node:https";
 import { connect } from "node:tls";
 import { afterAll, beforeAll, expect, it } from "vitest";
