@@ -1,6 +1,7 @@
 // One fill in flight as its waiters see it: progress (what `ensure` shows), who waits
 // (and with which sha256), and abandonment when every waiter has left.
 import type { FillBody } from "./fills/body.js";
+import type { Caller } from "./request.js";
 import type { ObjectMeta } from "./store.js";
 
 export interface FillRequest {
@@ -11,6 +12,8 @@ export interface FillRequest {
   previous?: ObjectMeta;
   /** A policy pre-warm: never abandoned. */
   prewarm?: boolean;
+  /** Who started the fill: its origin rules and credentials apply to every hop (redirects) and to peer requests. */
+  caller?: Caller;
 }
 
 /** One fill in flight; its progress is what `ensure` shows. */

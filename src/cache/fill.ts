@@ -35,7 +35,8 @@ export interface FillDeps {
   metrics: CacheMetrics;
   log: Logger;
   policy(): Policy;
-  origin(): OriginSettings;
+  /** Origin settings for one fill: the rules and credentials of the caller that started it. */
+  origin(req: FillRequest): OriginSettings;
   /** First retry delay; doubles per attempt. */
   retryBaseMs: number;
   /** Record a published or revalidated entry (called before the fill's waiters hear of it). */
@@ -168,7 +169,7 @@ export class Filler {
         url: req.url,
         tmpDir: this.deps.store.tmpDir,
         tempPath: () => this.deps.store.tempPath(req.key),
-        origin: this.deps.origin(),
+        origin: this.deps.origin(req),
         connections: this.#connections,
         parts: c.parts,
         retries: c.originRetries,

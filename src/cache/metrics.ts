@@ -9,6 +9,8 @@ export interface GaugeSources {
   fillsInProgress(): number;
   diskUsed(): number;
   diskBudget(): number;
+  /** Ready peers known (the cluster tier); absent: no tier. */
+  peers?(): number;
 }
 
 /** Default metrics that are gauges named like counters (nodejs_active_handles_total, ...). */
@@ -31,6 +33,10 @@ export class CacheMetrics {
   readonly downloadsRefused: Counter<"reason">;
   readonly fillDuration: Histogram<"result">;
   readonly auth: Counter<"result">;
+  readonly peerBytes: Counter<"direction">;
+  readonly peerFailures: Counter<"peer" | "reason">;
+  readonly fillSources: Counter<"source">;
+  readonly originAuthFailures: Counter<"credential">;
   readonly policyValid: Gauge;
   readonly policyReloads: Counter<"result">;
 
@@ -54,6 +60,16 @@ export class CacheMetrics {
       registers,
     });
     this.auth = new Counter({ name: "cache_io_cache_auth_total", help: "Bearer tokens checked on file requests, by result (ok, refused: 401, error: keys unavailable)", labelNames: ["result"], registers });
+    this.peerBytes = new Counter({ name: "cache_io_cache_peer_bytes_total", help: "Bytes exchanged with peer node caches, by direction (in: received for fills here, out: sent to peers)", labelNames: ["direction"], registers });
+    this.peerFailures = new Counter({ name: "cache_io_cache_peer_failures_total", help: "Peer fetches that failed or were given up on, by peer node and reason", labelNames: ["peer", "reason"], registers });
+    this.fillSources = new Counter({ name: "cache_io_cache_fill_sources_total", help: "Fills completed, by where the bytes came from (origin, peer)", labelNames: ["source"], registers });
+    this.originAuthFailures = new Counter({
+      name: "cache_io_cache_origin_auth_failures_total",
+      help: "Origin answers 401, 403 or 404 to a fill, by the credential that was sent (none: no credential matched)",
+      labelNames: ["credential"],
+      registers,
+    });
+    for (const direction of ["in", "out"]) this.peerBytes.labels({ direction }).inc(0);
     this.fillDuration = new Histogram({
       name: "cache_io_cache_fill_duration_seconds",
       help: "Time from the start of a fill to its end, by result (ok, unchanged, stale, gone, or the failure reason)",
@@ -79,6 +95,7 @@ export class CacheMetrics {
     gauge("fills_in_progress", "Fills currently in flight", sources.fillsInProgress);
     gauge("disk_used_bytes", "Bytes of complete cached files plus space reserved by fills", sources.diskUsed);
     gauge("disk_budget_bytes", "The disk budget (policy cache.diskBudget)", sources.diskBudget);
+    gauge("peers", "Ready peer node caches known, this one included (0: no cluster tier)", () => sources.peers?.() ?? 0);
     collectDefaultMetrics({ register: this.registry });
     for (const name of MISNAMED_DEFAULTS) this.registry.removeSingleMetric(name);
   }

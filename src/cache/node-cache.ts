@@ -19,6 +19,7 @@ import { BufferPool, Slots, downloadRefusal } from "./limits.js";
 import { CacheMetrics } from "./metrics.js";
 import type { Resolver } from "./origin.js";
 import { redact } from "./redact.js";
+import type { PeerSettings } from "./peers/types.js";
 import type { ObjectRequest } from "./request.js";
 import { Store, type ObjectMeta } from "./store.js";
 
@@ -49,6 +50,8 @@ export interface NodeCacheOptions {
   /** Where the callers' tokens are verified (the API server's issuer keys); default: kubeConfig. */
   identityKubeConfig?: KubeConfig | null;
   issuer?: IssuerOptions;
+  /** The cluster tier (src/cache/peers/): fills ask the owning peer before the origin. */
+  peers?: PeerSettings;
 }
 
 export type Acquired = { meta: ObjectMeta } | { fill: Fill; joined: boolean };
@@ -97,13 +100,13 @@ export class NodeCache {
       metrics: this.metrics,
       log: this.log,
       policy,
-      origin: () => ({
-        rules: this.rules(),
+      origin: (req) => ({
+        rules: this.#access.rulesFor(req.caller),
         connectTimeout: policy().cache.connectTimeout,
         idleTimeout: policy().cache.idleTimeout,
         ...(opts.resolve ? { resolve: opts.resolve } : {}),
         observe: (result) => this.metrics.originRequests.inc({ result }),
-        authorize: (req) => this.#access.authorize(req),
+        authorize: (r) => this.#access.authorize(r, req),
       }),
       retryBaseMs: opts.retryBaseMs ?? DEFAULT_RETRY_BASE_MS,
       onPublished: (meta) => this.#record(meta),

@@ -4,6 +4,8 @@ import { z } from "zod";
 import { credentialsSchema } from "./credentials.js";
 import { keyIgnoreQuerySchema } from "./keys.js";
 import { partsSchema } from "./parts.js";
+import { peersSchema } from "./peers.js";
+import { proxiesSchema } from "./proxies.js";
 import { bytes, duration } from "./fields.js";
 
 const hostPattern = z
@@ -121,6 +123,10 @@ export const policySchema = z.strictObject({
       keyIgnoreQuery: keyIgnoreQuerySchema,
       /** Parallel ranged fills (src/policy/parts.ts). */
       parts: partsSchema.prefault({}),
+      /** The cluster tier: fills from the owning peer first (src/policy/peers.ts). */
+      peers: peersSchema.prefault({}),
+      /** Forward proxies for origin fetches (src/policy/proxies.ts). */
+      proxies: proxiesSchema,
       prewarm: z.array(z.string().url()).default([]),
     })
     .prefault({}),

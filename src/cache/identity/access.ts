@@ -10,6 +10,7 @@ import { createCredentials, type Credentials } from "../credentials/index.js";
 import { CacheError, busy, refused, unauthorized } from "../errors.js";
 import { Slots } from "../limits.js";
 import type { CacheMetrics } from "../metrics.js";
+import type { FillRequest } from "../fill-state.js";
 import type { OriginRequest } from "../origin.js";
 import { redact } from "../redact.js";
 import { namespaceRefusal, type Caller, type ObjectRequest } from "../request.js";
@@ -76,9 +77,18 @@ export class Access {
     return this.#credentials.creds;
   }
 
-  /** The origin `authorize` hook: signs requests to an origin a credential names. */
-  authorize(req: OriginRequest): Promise<OriginRequest> {
-    return this.credentials().authorize(req);
+  /**
+   * The origin `authorize` hook of one fill: signs requests to an origin a credential
+   * names, when the fill's caller may use that credential (or the fill is the cache's own
+   * pre-warm). A redirect to such an origin for a caller that may not use it is refused.
+   */
+  authorize(req: OriginRequest, fill: Pick<FillRequest, "caller" | "prewarm">): Promise<OriginRequest> {
+    const cred = this.credentials().match(req.url);
+    if (!cred) return Promise.resolve(req);
+    const ns = fill.caller?.namespace;
+    if (fill.prewarm || (ns !== undefined && cred.namespaces.includes(ns))) return cred.authorize(req);
+    const who = ns === undefined ? "an anonymous caller" : `namespace "${ns}"`;
+    return Promise.reject(refused(`${redact(req.url)} needs credential "${cred.name}", which ${who} may not use (credentials[].namespaces)`));
   }
 
   /**
