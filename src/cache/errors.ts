@@ -10,6 +10,8 @@ export class CacheError extends Error {
   retryAfter: number | undefined;
   /** The origin's HTTP status, when the origin's answer is the cause. */
   originStatus: number | undefined;
+  /** The URL that answered with originStatus (after redirects). */
+  originUrl: string | undefined;
 
   constructor(
     readonly status: number,

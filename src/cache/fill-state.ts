@@ -21,6 +21,8 @@ export class Fill {
   bytes = 0;
   total: number | undefined;
   attempt = 0;
+  /** The origin's version of the bytes being filled, once the origin (or a peer) has answered: what peers resume against. */
+  version: { size: number; etag?: string; lastModified?: string } | undefined;
   /** Set when the result is a stale copy served because the origin could not be asked. */
   stale = false;
   readonly startedAt = Date.now();

@@ -43,6 +43,8 @@ export interface FillDeps {
   onPublished(meta: ObjectMeta): void;
   /** The origin says the file is gone (404, 410): drop the cached copy. */
   onGone(meta: ObjectMeta): Promise<void>;
+  /** For an origin's 401/403/404: which credential was sent and what to check (credentials.explain). */
+  explain?(url: string, status: number): { credential: string; hint: string } | undefined;
 }
 
 export class Filler {
@@ -111,7 +113,7 @@ export class Filler {
         }
       }
     } catch (e) {
-      const err = this.#why(e, fill, signal, c.fillTimeout, shown);
+      const err = this.#explained(this.#why(e, fill, signal, c.fillTimeout, shown));
       this.deps.metrics.fillFailed(err.reason);
       const { previous } = fill.req;
       if (previous && err.reason !== "shutdown" && err.reason !== "abandoned") return this.#revalidationFailed(fill, previous, err, log, observe);
@@ -147,6 +149,18 @@ export class Filler {
       err.reason,
       `${err.message}; the cached copy is not served: it was last confirmed by the origin ${Math.round((pastDue + c.revalidateAfter) / 1000)} s ago, more than cache.revalidateAfter + cache.maxStale`,
     );
+  }
+
+  /** An origin's 401/403/404 names the credential that was sent and what to check; counted per credential. */
+  #explained(err: CacheError): CacheError {
+    const status = err.originStatus;
+    const e = status && err.originUrl ? this.deps.explain?.(err.originUrl, status) : undefined;
+    if (!e) return err;
+    this.deps.metrics.originAuthFailures.inc({ credential: e.credential });
+    const out = new CacheError(err.status, err.reason, `${err.message}; ${e.hint}`, err.transient);
+    out.originStatus = status;
+    out.originUrl = err.originUrl;
+    return out;
   }
 
   #why(e: unknown, fill: Fill, signal: AbortSignal, fillTimeout: number, url: string): CacheError {

@@ -111,6 +111,7 @@ export class NodeCache {
       retryBaseMs: opts.retryBaseMs ?? DEFAULT_RETRY_BASE_MS,
       onPublished: (meta) => this.#record(meta),
       onGone: (meta) => this.#drop(meta.key),
+      explain: (url, status) => this.#access.credentials().explain(url, status),
     });
   }
 

@@ -161,5 +161,6 @@ export function statusError(status: number, url: string): CacheError {
   const hint = transient ? "" : ": check the URL in cache.io/files and that the origin serves it";
   const e = new CacheError(502, "origin_status", `origin answered ${status} ${text} for ${redact(url)}${hint}`, transient);
   e.originStatus = status;
+  e.originUrl = url;
   return e;
 }
