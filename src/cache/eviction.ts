@@ -54,7 +54,9 @@ export class Budget {
     return this.#filesBytes + this.#reserved;
   }
 
-  add(key: string, size: number, lastUsed = Date.now()): void {
+  /** `namespace`: whose caller filled the file (its share of the budget, identity.diskSharePerNamespace). */
+  add(key: string, size: number, lastUsed = Date.now(), namespace?: string): void {
+    void namespace;
     this.delete(key);
     this.#files.set(key, { size, lastUsed });
     this.#filesBytes += size;
@@ -73,14 +75,16 @@ export class Budget {
   }
 
   /** Throw the 507 now when `bytes` can never fit, even after evicting everything evictable. */
-  checkFits(key: string, bytes: number): void {
+  checkFits(key: string, bytes: number, namespace?: string): void {
+    void namespace;
     const room = this.#room(key);
     const free = this.deps.limit() - this.used() + room.evictable.reduce((n, [, f]) => n + f.size, 0);
     if (bytes > free) throw this.#refusal(bytes, room);
   }
 
   /** Hold space for a fill of `key` (nothing yet: it grows as bytes arrive). */
-  reserve(key: string, bytes = 0): Reservation {
+  reserve(key: string, bytes = 0, namespace?: string): Reservation {
+    void namespace;
     this.#makeRoom(key, bytes, bytes);
     this.#reserved += bytes;
     let held = bytes;

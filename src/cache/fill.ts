@@ -196,9 +196,9 @@ export class Filler {
           fill.total = total;
           fill.bytes = onDisk;
           // Room is made as bytes arrive (an announced length is not trusted), but a file that can never fit is refused now.
-          this.deps.budget.checkFits(req.key, total ?? 0);
+          this.deps.budget.checkFits(req.key, total ?? 0, req.caller?.namespace);
           reservation?.release();
-          reservation = this.deps.budget.reserve(req.key);
+          reservation = this.deps.budget.reserve(req.key, 0, req.caller?.namespace);
           if (onDisk > 0) reservation.grow(onDisk, onDisk);
         },
         onBytes: (n) => {
@@ -254,7 +254,7 @@ export class Filler {
     if (req.previous?.sha256 === sha256) {
       return this.#record({ ...req.previous, ...validators(res, req.previous), validatedAt: now }, true);
     }
-    const meta = await this.deps.store.publish(temp, { key: req.key, url: req.url, size: fill.bytes, sha256, ...validators(res), fetchedAt: now, validatedAt: now });
+    const meta = await this.deps.store.publish(temp, { key: req.key, url: req.url, size: fill.bytes, sha256, ...validators(res), fetchedAt: now, validatedAt: now, ...(req.caller ? { namespace: req.caller.namespace } : {}) });
     reservation.commit(req.key, meta.size);
     return this.#record(meta, false);
   }

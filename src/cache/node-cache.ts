@@ -142,7 +142,7 @@ export class NodeCache {
     const scan = await this.store.scan(Date.now(), this.opts.policy().cache.emptyDirGrace);
     for (const e of scan.entries) {
       this.#index.set(e.key, e);
-      this.budget.add(e.key, e.size, Date.parse(e.validatedAt) || 0);
+      this.budget.add(e.key, e.size, Date.parse(e.validatedAt) || 0, e.namespace);
     }
     this.#scanned = true;
     this.log.info({ files: scan.entries.length, bytes: this.budget.used(), removed: scan.removed.length }, "startup scan done");

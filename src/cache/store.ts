@@ -27,6 +27,8 @@ export interface ObjectMeta {
   /** ctime and mtime of `data` (ns) when it was published or last verified: a change means someone wrote into it. Absent in older metas. */
   ctimeNs?: string;
   mtimeNs?: string;
+  /** The namespace of the caller whose request filled the file (its disk share); absent: anonymous or pre-warm. */
+  namespace?: string;
 }
 
 /** What identifies the bytes of a `data` file on disk without reading them. */
