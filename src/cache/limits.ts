@@ -1,6 +1,7 @@
 // Counting caps for what hostile callers can hold at once: downloads (in all and per
 // client address) and fills (in all and per origin host). A refused slot is a 503 with
-// Retry-After whose message names the policy field to raise.
+// Retry-After whose message names the policy field to raise. And the token bucket that
+// paces every byte sent on the peer port (cache.peers.maxBandwidth).
 import { busy, type CacheError } from "./errors.js";
 
 export interface SlotLimits {
@@ -86,5 +87,51 @@ export class BufferPool {
 
   give(): void {
     this.#out = Math.max(0, this.#out - 1);
+  }
+}
+
+/** Paces a download's chunks: at most `chunk()` bytes each, sent when `take` resolves. */
+export interface Pacer {
+  chunk(): number;
+  take(bytes: number): Promise<void>;
+}
+
+/** A burst of this long at the full rate goes out at once; a chunk is a twentieth of a second's bytes (16 KiB to 1 MiB). */
+const BURST_S = 0.25;
+const MIN_CHUNK = 16 << 10;
+const MAX_CHUNK = 1 << 20;
+
+/**
+ * A token bucket shared by every download it paces (GCRA: one "theoretical arrival
+ * time" instead of a token count, so concurrent takers queue in order of asking). The
+ * rate is read on each take (the policy hot-reloads); 0 means no limit. Small chunks
+ * keep a throttled download sending something often, so a peer's idle timeout does
+ * not fire while it waits its turn.
+ */
+export class TokenBucket implements Pacer {
+  #tat = 0;
+
+  constructor(
+    private readonly rate: () => number,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  chunk(): number {
+    const r = this.rate();
+    return r > 0 ? Math.max(MIN_CHUNK, Math.min(MAX_CHUNK, Math.floor(r / 20))) : MAX_CHUNK;
+  }
+
+  /** Milliseconds to wait before `bytes` may go (the bytes are counted at once). */
+  reserve(bytes: number): number {
+    const r = this.rate();
+    if (r <= 0) return 0;
+    const now = this.now();
+    this.#tat = Math.max(this.#tat, now) + (bytes / r) * 1000;
+    return Math.max(0, this.#tat - now - BURST_S * 1000);
+  }
+
+  async take(bytes: number): Promise<void> {
+    const wait = this.reserve(bytes);
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
   }
 }

@@ -1,6 +1,6 @@
 // Parse and check the key and query of /v1/ensure and /v1/objects: the key must be a
-// cache key equal to sha256(URL without fragment), the origin one the policy allows.
-// Messages never show a URL's query.
+// cache key equal to sha256(URL without fragment), the origin one the policy allows; and
+// a peer's x-cache-io-on-behalf-of. Messages never show a URL's query.
 import { checkOriginUrl, type OriginRules } from "../shared/origin.js";
 import { KEY_PATTERN, SHA256_HEX, cacheKey, normalizeUrl, DEFAULT_KEY_IGNORE, type KeyIgnore } from "../shared/protocol.js";
 import { badRequest, refused } from "./errors.js";
@@ -22,9 +22,27 @@ export interface ObjectRequest {
   sha256?: string;
   /** Set once identity is verified; absent for anonymous callers. */
   caller?: Caller;
+  /** Asked on the peer port (also by an anonymous peer): the fill goes to the origin, never to peers again. */
+  viaPeer?: true;
 }
 
 const KNOWN_PARAMS = new Set(["url", "sha256"]);
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/**
+ * A peer's x-cache-io-on-behalf-of: "<namespace>/<serviceaccount>" (a DNS label and a
+ * ServiceAccount name), undefined when absent, else a 400.
+ */
+export function parseOnBehalfOf(header: string | string[] | undefined): Pick<Caller, "namespace" | "serviceAccount"> | undefined {
+  if (header === undefined) return undefined;
+  if (Array.isArray(header)) throw badRequest(`x-cache-io-on-behalf-of is given ${header.length} times; give it once`);
+  const [namespace = "", serviceAccount = "", ...rest] = header.trim().split("/");
+  if (rest.length || !DNS_LABEL.test(namespace) || !DNS_SUBDOMAIN.test(serviceAccount)) {
+    throw badRequest(`x-cache-io-on-behalf-of ${shown(header)} is not "<namespace>/<serviceaccount>" (a DNS label, a slash, a ServiceAccount name)`);
+  }
+  return { namespace, serviceAccount };
+}
 
 function shown(s: string): string {
   return JSON.stringify(s.length > 120 ? `${s.slice(0, 120)}...` : s);

@@ -1,7 +1,9 @@
 // GET|HEAD /v1/objects/<key>: a cached file's bytes, streamed from disk with
-// backpressure (never buffered whole), with ETag, Last-Modified, Range and 304s; a
+// backpressure (never buffered whole), with ETag, Last-Modified, Range and 304s, the
+// origin's version (x-cache-io-origin-version, which a peer's resume must match); a
 // whole-file GET of a file still filling streams it as its contiguous prefix lands
-// (src/cache/fills/serve-growing.ts).
+// (src/cache/fills/serve-growing.ts). On the peer port every chunk is paced by the
+// peer bandwidth limit.
 // Each download holds a slot (cache.maxDownloads, per client), a few buffers no bigger
 // than what it sends (large ones from a shared pool), and is cut when its client takes
 // nothing for cache.sendTimeout.
@@ -9,11 +11,44 @@ import type { FileHandle } from "node:fs/promises";
 import { open } from "node:fs/promises";
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { CacheError } from "./errors.js";
-import type { BufferPool } from "./limits.js";
+import type { BufferPool, Pacer } from "./limits.js";
 import type { Acquired, NodeCache } from "./node-cache.js";
+import { PEER_HEADERS } from "./peers/types.js";
 import type { ObjectRequest } from "./request.js";
 import type { ObjectMeta } from "./store.js";
 import { serveGrowing } from "./fills/serve-growing.js";
+
+/** How the bytes of one response go out: paced (the peer port's bandwidth limit) and counted. */
+export interface SendOptions {
+  pacer?: Pacer;
+  /** Bytes handed to the socket, once the response ends. */
+  onSent?(bytes: number): void;
+}
+
+/** The origin's version of a file's bytes (x-cache-io-origin-version). */
+export interface OriginVersion {
+  size: number;
+  etag?: string;
+  lastModified?: string;
+}
+
+export function originVersion(v: OriginVersion): string {
+  return JSON.stringify({ size: v.size, ...(v.etag ? { etag: v.etag } : {}), ...(v.lastModified ? { lastModified: v.lastModified } : {}) });
+}
+
+/** A resume's x-cache-io-if-origin-version names these very bytes (else the whole file is sent). */
+export function sameOriginVersion(header: string | string[] | undefined, v: OriginVersion): boolean {
+  if (typeof header !== "string") return header === undefined;
+  let asked: unknown;
+  try {
+    asked = JSON.parse(header);
+  } catch {
+    return false;
+  }
+  if (typeof asked !== "object" || asked === null) return false;
+  const a = asked as Record<string, unknown>;
+  return a.size === v.size && (a.etag ?? undefined) === (v.etag ?? undefined) && (a.lastModified ?? undefined) === (v.lastModified ?? undefined);
+}
 
 const READ_CHUNK = 1 << 20;
 /** The buffer size when the large ones are all out (many downloads at once). */
@@ -44,9 +79,10 @@ function notModified(req: IncomingMessage, etag: string, lastModified: string): 
   return !Number.isNaN(ims) && Date.parse(lastModified) <= ims;
 }
 
-/** If-Range that no longer matches means: send the whole (changed) file. */
-function rangeApplies(req: IncomingMessage, etag: string, lastModified: string): boolean {
+/** If-Range (or a peer's x-cache-io-if-origin-version) that no longer matches means: send the whole (changed) file. */
+function rangeApplies(req: IncomingMessage, etag: string, lastModified: string, meta: ObjectMeta): boolean {
   const ifRange = req.headers["if-range"];
+  if (!sameOriginVersion(req.headers[PEER_HEADERS.ifOriginVersion], meta)) return false;
   return ifRange === undefined || ifRange === etag || ifRange === lastModified;
 }
 
@@ -76,14 +112,14 @@ async function settled(cache: NodeCache, params: ObjectRequest, a: Acquired, gon
   }
 }
 
-export async function serveObject(cache: NodeCache, req: IncomingMessage, res: ServerResponse, params: ObjectRequest): Promise<void> {
+export async function serveObject(cache: NodeCache, req: IncomingMessage, res: ServerResponse, params: ObjectRequest, send: SendOptions = {}): Promise<void> {
   const gone = new AbortController();
   res.once("close", () => gone.abort());
   let first: Acquired | undefined;
   const whole = req.method === "GET" && req.headers.range === undefined && req.headers["if-none-match"] === undefined && req.headers["if-modified-since"] === undefined;
   if (whole) {
     first = await cache.acquire(params);
-    if ("fill" in first && (await serveGrowing(cache, req, res, params, first.fill, gone.signal))) return;
+    if ("fill" in first && (await serveGrowing(cache, req, res, params, first.fill, gone.signal, send))) return;
   }
   const { fh, meta } = await openCurrent(cache, params, gone.signal, first);
   let release: (() => void) | undefined;
@@ -96,9 +132,10 @@ export async function serveObject(cache: NodeCache, req: IncomingMessage, res: S
       "accept-ranges": "bytes",
       "content-type": "application/octet-stream",
       "cache-control": "no-cache",
+      [PEER_HEADERS.originVersion]: originVersion(meta),
     };
     if (notModified(req, etag, lastModified)) return void res.writeHead(304, headers).end();
-    const range = rangeApplies(req, etag, lastModified) ? pickRange(req.headers.range, meta.size) : null;
+    const range = rangeApplies(req, etag, lastModified, meta) ? pickRange(req.headers.range, meta.size) : null;
     if (range === "unsatisfiable") return void res.writeHead(416, { ...headers, "content-range": `bytes */${meta.size}` }).end();
     const [start, end] = range ?? [0, meta.size - 1];
     if (range) headers["content-range"] = `bytes ${start}-${end}/${meta.size}`;
@@ -106,8 +143,9 @@ export async function serveObject(cache: NodeCache, req: IncomingMessage, res: S
     if (req.method === "HEAD" || end < start) return void res.writeHead(range ? 206 : 200, headers).end();
     release = cache.downloadSlot(req.socket.remoteAddress ?? "unknown");
     res.writeHead(range ? 206 : 200, headers);
-    const sent = await sendRange(fh, res, start, end, cache.policy().cache.sendTimeout, cache.readBuffers);
+    const sent = await sendRange(fh, res, start, end, cache.policy().cache.sendTimeout, cache.readBuffers, send.pacer);
     cache.metrics.servedBytes.inc(sent);
+    send.onSent?.(sent);
     if (sent === end - start + 1) res.end();
     else if (!res.destroyed) {
       cache.log.info({ key: params.key, sent, of: end - start + 1, client: req.socket.remoteAddress }, "download cut: the client took no bytes for cache.sendTimeout");
@@ -128,9 +166,9 @@ export async function serveObject(cache: NodeCache, req: IncomingMessage, res: S
  * with the bytes handed to the socket: fewer when the client went away or took nothing
  * for `sendTimeoutMs`. (Allocating a fresh buffer per chunk, as a read stream does,
  * makes V8 collect garbage for external memory pressure constantly and costs more than
- * twice the CPU.)
+ * twice the CPU.) With a `pacer`, chunks are at most its size and each waits for its turn.
  */
-export async function sendRange(fh: FileHandle, res: ServerResponse, start: number, end: number, sendTimeoutMs: number, pool: BufferPool): Promise<number> {
+export async function sendRange(fh: FileHandle, res: ServerResponse, start: number, end: number, sendTimeoutMs: number, pool: BufferPool, pacer?: Pacer): Promise<number> {
   const length = end - start + 1;
   const free: Buffer[] = [];
   /** Buffers of this download (idle or in flight) and which of them came from the pool. */
@@ -177,8 +215,15 @@ export async function sendRange(fh: FileHandle, res: ServerResponse, start: numb
         if (!(await waitProgress())) return pos - start;
         continue;
       }
-      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, end - pos + 1), pos);
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, end - pos + 1, pacer?.chunk() ?? Infinity), pos);
       if (bytesRead === 0) throw new CacheError(500, "io", "the cached file is shorter than its metadata says");
+      if (pacer) {
+        await pacer.take(bytesRead);
+        if (res.destroyed) {
+          free.push(buf);
+          return pos - start;
+        }
+      }
       pending++;
       res.write(buf.subarray(0, bytesRead), () => {
         pending--;

@@ -1,16 +1,21 @@
 // The node cache's HTTP endpoints on node:http: /v1/ensure (progress text while a fill
-// runs), /v1/objects (the bytes), /healthz, /readyz, /metrics; and the server's own
-// limits (header and request timeouts, header size, connections) that bound what idle
-// or slow clients can hold.
+// runs), /v1/objects (the bytes), /healthz, /readyz, /metrics; the peer port's (only
+// /v1/objects for other node caches, paced by cache.peers.maxBandwidth, and /healthz);
+// error responses that say why in x-cache-io-error (and x-cache-io-origin-status); and
+// the servers' own limits (header and request timeouts, header size, connections) that
+// bound what idle or slow clients can hold.
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CACHE_MAX_HEADER_BYTES } from "../shared/protocol.js";
 import { CacheError, asCacheError } from "./errors.js";
 import type { Fill } from "./fill.js";
+import type { OwnAccount } from "./identity/verify.js";
+import { TokenBucket } from "./limits.js";
 import type { NodeCache } from "./node-cache.js";
+import { PEER_HEADERS } from "./peers/types.js";
 import { cachedLine, doneLine, errorLine, progressLine, startLine } from "./progress.js";
 import { parseObjectRequest, type ObjectRequest } from "./request.js";
-import { serveObject } from "./serve-file.js";
+import { serveObject, type SendOptions } from "./serve-file.js";
 import type { ObjectMeta } from "./store.js";
 
 export interface ServerOptions {
@@ -38,14 +43,54 @@ const ROUTE = /^\/v1\/(ensure|objects)\/(.*)$/;
 /** ensure responses that committed to 200 and stream progress text. */
 const progressStreams = new WeakSet<ServerResponse>();
 
-export function createCacheServer(cache: NodeCache, opts: ServerOptions = {}): http.Server {
-  const o = { ensureGraceMs: opts.ensureGraceMs ?? 1000, progressIntervalMs: opts.progressIntervalMs ?? 2000 };
+type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+
+function listener(opts: ServerOptions, handler: Handler): http.Server {
   const { maxConnections, ...limits } = { ...SERVER_LIMITS, ...opts.limits };
   const server = http.createServer(limits, (req, res) => {
-    handle(cache, req, res, o).catch((err: unknown) => fail(res, asCacheError(err)));
+    handler(req, res).catch((err: unknown) => fail(res, asCacheError(err)));
   });
   server.maxConnections = maxConnections;
   return server;
+}
+
+export function createCacheServer(cache: NodeCache, opts: ServerOptions = {}): http.Server {
+  const o = { ensureGraceMs: opts.ensureGraceMs ?? 1000, progressIntervalMs: opts.progressIntervalMs ?? 2000 };
+  return listener(opts, (req, res) => handle(cache, req, res, o));
+}
+
+export interface PeerServerOptions extends ServerOptions {
+  /** The node cache's own ServiceAccount: peer tokens must be of it. */
+  own: OwnAccount;
+}
+
+/**
+ * The peer port: GET/HEAD /v1/objects for other node caches (their own ServiceAccount's
+ * token, acting for the caller named in x-cache-io-on-behalf-of), /healthz; every byte
+ * sent paced by one token bucket (cache.peers.maxBandwidth) and counted in peerBytes{out}.
+ */
+export function createPeerServer(cache: NodeCache, opts: PeerServerOptions): http.Server {
+  const bucket = new TokenBucket(() => cache.policy().cache.peers.maxBandwidth);
+  const out = cache.metrics.peerBytes.labels({ direction: "out" });
+  const send: SendOptions = { pacer: bucket, onSent: (n) => out.inc(n) };
+  return listener(opts, (req, res) => handlePeer(cache, req, res, opts.own, send));
+}
+
+async function handlePeer(cache: NodeCache, req: IncomingMessage, res: ServerResponse, own: OwnAccount, send: SendOptions): Promise<void> {
+  const [path = "", query = ""] = (req.url ?? "").split(/\?(.*)/s);
+  const m = ROUTE.exec(path);
+  if (m?.[1] === "objects") {
+    if (req.method !== "GET" && req.method !== "HEAD") throw new CacheError(405, "bad_request", `${req.method} is not allowed on /v1/objects/...: use GET or HEAD`);
+    const problem = cache.policyProblem();
+    if (problem) throw Object.assign(new CacheError(503, "not_ready", problem), { retryAfter: 10 });
+    if (!cache.policy().cache.peers.enabled) throw Object.assign(new CacheError(503, "not_ready", "the cluster tier is off on this node (cache.peers.enabled: false): fill from the origin"), { retryAfter: 60 });
+    const caller = await cache.access.identifyPeer(req.headers.authorization, req.headers[PEER_HEADERS.onBehalfOf], own);
+    const params = parseObjectRequest(m[2] ?? "", query, cache.access.rulesFor(caller), caller, cache.policy().cache.keyIgnoreQuery);
+    cache.access.check(caller, params.url);
+    return serveObject(cache, req, res, { ...params, viaPeer: true }, send);
+  }
+  if (path === "/healthz") return text(res, 200, "ok\n");
+  throw new CacheError(404, "bad_request", `no such endpoint ${JSON.stringify(path.slice(0, 100))} on the peer port (endpoints: /v1/objects/<key>, /healthz; pods use cache.port)`);
 }
 
 type Timing = { ensureGraceMs: number; progressIntervalMs: number };
@@ -93,8 +138,11 @@ function fail(res: ServerResponse, err: CacheError): void {
   setTimeout(() => res.destroy(), 5000).unref();
 }
 
+/** Why, for programs (a peer decides from them whether to ask the next peer): the reason, and the origin's status when it caused the error. */
 function errorHeaders(err: CacheError): Record<string, string> {
   return {
+    "x-cache-io-error": err.reason,
+    ...(err.originStatus !== undefined ? { "x-cache-io-origin-status": String(err.originStatus) } : {}),
     ...(err.retryAfter ? { "retry-after": String(err.retryAfter) } : {}),
     ...(err.status === 401 ? { "www-authenticate": 'Bearer realm="cache-io", error="invalid_token"' } : {}),
   };

@@ -1,13 +1,16 @@
 // A whole-file download of a file that is still filling: 200 with the full
 // Content-Length, bytes sent as the fill's contiguous prefix lands (never past its
 // watermark), the last byte held back until the fill is verified and published for
-// this request's sha256; cut (destroyed) if the fill fails, so the client fails.
+// this request's sha256; cut (destroyed) if the fill fails, so the client fails. It
+// carries the origin's version (Fill.version) once the origin answered, so a peer that
+// breaks off can be resumed elsewhere against the same version.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Fill } from "../fill-state.js";
 import type { NodeCache } from "../node-cache.js";
+import { PEER_HEADERS } from "../peers/types.js";
 import type { ObjectRequest } from "../request.js";
-import { sendRange } from "../serve-file.js";
+import { originVersion, sendRange, type SendOptions } from "../serve-file.js";
 
 /**
  * A fill that ends within this long is served as a complete file (with its ETag); only
@@ -16,7 +19,7 @@ import { sendRange } from "../serve-file.js";
 export const STREAM_AFTER_MS = 1000;
 
 /** Stream `fill` to `res`; false (nothing sent) when it cannot or need not be streamed: a revalidation, no length known, a fill about to end. */
-export async function serveGrowing(cache: NodeCache, req: IncomingMessage, res: ServerResponse, params: ObjectRequest, fill: Fill, gone: AbortSignal): Promise<boolean> {
+export async function serveGrowing(cache: NodeCache, req: IncomingMessage, res: ServerResponse, params: ObjectRequest, fill: Fill, gone: AbortSignal, send: SendOptions = {}): Promise<boolean> {
   if (fill.req.previous) return false;
   // A sha256 other than the cached copy's is most likely a wrong pin: it gets the verified answer (often a 502), not a stream.
   const cached = cache.current(params.key);
@@ -30,7 +33,8 @@ export async function serveGrowing(cache: NodeCache, req: IncomingMessage, res: 
   let sent = 0;
   try {
     release = cache.downloadSlot(req.socket.remoteAddress ?? "unknown");
-    res.writeHead(200, { "content-length": size, "accept-ranges": "bytes", "content-type": "application/octet-stream", "cache-control": "no-cache" });
+    const version = fill.version?.size === size ? { [PEER_HEADERS.originVersion]: originVersion(fill.version) } : {};
+    res.writeHead(200, { "content-length": size, "accept-ranges": "bytes", "content-type": "application/octet-stream", "cache-control": "no-cache", ...version });
     const verified = cache.settle(fill, params, gone).then(() => true);
     verified.catch(() => undefined);
     const { sendTimeout } = cache.policy().cache;
@@ -42,7 +46,7 @@ export async function serveGrowing(cache: NodeCache, req: IncomingMessage, res: 
         continue;
       }
       const want = limit - sent;
-      const n = await sendRange(body.fh, res, sent, limit - 1, sendTimeout, cache.readBuffers);
+      const n = await sendRange(body.fh, res, sent, limit - 1, sendTimeout, cache.readBuffers, send.pacer);
       sent += n;
       if (n < want) throw new Error("the client took no bytes for cache.sendTimeout or went away");
     }
@@ -53,6 +57,7 @@ export async function serveGrowing(cache: NodeCache, req: IncomingMessage, res: 
     res.destroy();
   } finally {
     cache.metrics.servedBytes.inc(sent);
+    send.onSent?.(sent);
     release?.();
     fill.leave();
     await body.release();

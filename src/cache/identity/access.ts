@@ -1,5 +1,6 @@
 // Who may do what at the node cache: the caller a request's bearer token proves (per the
-// policy's identity.mode), the origin rules of the caller's namespace, whether it may use
+// policy's identity.mode; on the peer port, a node cache acting for the caller named in
+// x-cache-io-on-behalf-of), the origin rules of the caller's namespace, whether it may use
 // the private-origin credential a URL gets (also for a cached file: its recorded URL),
 // and the fills in flight each namespace may start.
 import type { KubeConfig } from "@kubernetes/client-node";
@@ -13,9 +14,9 @@ import type { CacheMetrics } from "../metrics.js";
 import type { FillRequest } from "../fill-state.js";
 import type { OriginRequest } from "../origin.js";
 import { redact } from "../redact.js";
-import { namespaceRefusal, type Caller, type ObjectRequest } from "../request.js";
+import { namespaceRefusal, parseOnBehalfOf, type Caller, type ObjectRequest } from "../request.js";
 import { Issuer, type IssuerOptions } from "./issuer.js";
-import { TokenVerifier } from "./verify.js";
+import { TokenVerifier, type OwnAccount } from "./verify.js";
 
 export interface AccessOptions {
   policy(): Policy;
@@ -50,11 +51,39 @@ export class Access {
   async identify(authorization: string | undefined): Promise<Caller | undefined> {
     const mode = this.o.policy().identity.mode;
     if (mode === "off" || (mode === "optional" && (!authorization || !this.verifier))) return undefined;
-    if (!this.verifier) throw Object.assign(new CacheError(503, "not_ready", this.problem()!), { retryAfter: 10 });
+    return this.#counted(this.#verifier().verify(authorization));
+  }
+
+  /**
+   * A request on the peer port: the token must be of the node cache's own ServiceAccount
+   * (`own`; bound to a pod on any node), and the caller is the one the peer names in
+   * x-cache-io-on-behalf-of, with `peer: true`. Without that header the request has an
+   * anonymous caller's rights, or (identity.mode required) a 403. Where identity.mode lets
+   * anonymous callers in and no token is sent (or tokens cannot be checked), the header
+   * is not trusted and the request is anonymous too.
+   */
+  async identifyPeer(authorization: string | undefined, onBehalfOf: string | string[] | undefined, own: OwnAccount): Promise<Caller | undefined> {
+    const caller = parseOnBehalfOf(onBehalfOf);
+    const mode = this.o.policy().identity.mode;
+    if (mode === "off" || (mode === "optional" && (!authorization || !this.verifier))) return undefined;
+    await this.#counted(this.#verifier().verifyPeer(authorization, own));
+    if (caller) return { ...caller, peer: true };
+    if (mode === "required") {
+      throw new CacheError(403, "unauthenticated", "a peer request needs x-cache-io-on-behalf-of: <namespace>/<serviceaccount> of the caller it is for (identity.mode is required: no anonymous fills)");
+    }
+    return undefined;
+  }
+
+  #verifier(): TokenVerifier {
+    if (!this.verifier) throw Object.assign(new CacheError(503, "not_ready", this.problem() ?? "this node cache cannot verify tokens: start it with --node-name and a cluster config"), { retryAfter: 10 });
+    return this.verifier;
+  }
+
+  async #counted<T>(verified: Promise<T>): Promise<T> {
     try {
-      const caller = await this.verifier.verify(authorization);
+      const r = await verified;
       this.o.metrics.auth.inc({ result: "ok" });
-      return caller;
+      return r;
     } catch (err) {
       this.o.metrics.auth.inc({ result: err instanceof CacheError && err.status === 401 ? "refused" : "error" });
       throw err;

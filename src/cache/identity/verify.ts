@@ -1,7 +1,8 @@
 // Verify a caller's bearer token: a ServiceAccount token the API server signed (issuer
-// keys, offline), for the node cache's audience, not expired, bound to a pod on THIS
-// node. Verified tokens are remembered by their sha256 until they expire (a bounded
-// map), so a pod's many requests cost one signature check.
+// keys, offline), for the node cache's audience, not expired, bound to a pod; a pod's
+// must name THIS node, a peer's (the peer port) must be of the node cache's own
+// ServiceAccount, on any node. Verified claims are remembered by the token's sha256
+// until it expires (a bounded map), so a caller's many requests cost one signature check.
 import { createHash } from "node:crypto";
 import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from "jose";
 import { KUBERNETES_CLAIM, TOKEN_AUDIENCE, type KubernetesClaims } from "../../shared/identity.js";
@@ -20,8 +21,22 @@ export interface VerifierOptions {
   maxCached?: number;
 }
 
+/** What a verified token proves: a ServiceAccount, and the pod and node it is bound to. */
+export interface Claims {
+  namespace: string;
+  serviceAccount: string;
+  pod?: string;
+  node: string;
+}
+
+/** The node cache's own ServiceAccount: the only one the peer port accepts. */
+export interface OwnAccount {
+  namespace: string;
+  serviceAccount: string;
+}
+
 export class TokenVerifier {
-  readonly #verified = new Map<string, { caller: Caller; expMs: number }>();
+  readonly #verified = new Map<string, { claims: Claims; expMs: number }>();
   readonly #max: number;
 
   constructor(
@@ -35,23 +50,41 @@ export class TokenVerifier {
     return this.#verified.size;
   }
 
-  /** The caller an `Authorization` header proves, or a 401 with a one-line reason. */
+  /** The caller (a pod on this node) an `Authorization` header proves, or a 401 with a one-line reason. */
   async verify(header: string | undefined): Promise<Caller> {
+    const { namespace, serviceAccount, pod, node } = await this.claims(header);
+    if (node !== this.opts.nodeName) throw unauthorized(`the token is bound to a pod on node "${node}", not this node "${this.opts.nodeName}": ask the node cache of your own node (status.hostIP)`);
+    return { namespace, serviceAccount, ...(pod ? { pod } : {}) };
+  }
+
+  /** The peer (a node cache pod, on any node) an `Authorization` header proves: the token must be of `own`, else 401. */
+  async verifyPeer(header: string | undefined, own: OwnAccount): Promise<Claims> {
+    const claims = await this.claims(header);
+    if (claims.namespace !== own.namespace || claims.serviceAccount !== own.serviceAccount) {
+      throw unauthorized(
+        `the token is of ServiceAccount ${claims.namespace}/${claims.serviceAccount}, not the node cache's own ${own.namespace}/${own.serviceAccount}: the peer port (cache.peers.port) serves only node caches; pods ask on cache.port`,
+      );
+    }
+    return claims;
+  }
+
+  /** What a token proves (any node), or a 401. */
+  async claims(header: string | undefined): Promise<Claims> {
     const token = bearer(header);
     const id = createHash("sha256").update(token).digest("base64url");
     const hit = this.#verified.get(id);
-    if (hit && hit.expMs > Date.now()) return hit.caller;
+    if (hit && hit.expMs > Date.now()) return hit.claims;
     if (hit) this.#verified.delete(id);
-    const { caller, expMs } = await this.#check(token);
-    this.#verified.set(id, { caller, expMs });
+    const { claims, expMs } = await this.#check(token);
+    this.#verified.set(id, { claims, expMs });
     for (const k of this.#verified.keys()) {
       if (this.#verified.size <= this.#max) break;
       this.#verified.delete(k);
     }
-    return caller;
+    return claims;
   }
 
-  async #check(token: string): Promise<{ caller: Caller; expMs: number }> {
+  async #check(token: string): Promise<{ claims: Claims; expMs: number }> {
     let kid: string | undefined;
     try {
       kid = decodeProtectedHeader(token).kid;
@@ -73,7 +106,7 @@ export class TokenVerifier {
     } catch (err) {
       throw unauthorized(reason(err, current.issuer));
     }
-    return { caller: this.#caller(payload), expMs: payload.exp! * 1000 };
+    return { claims: claimsOf(payload), expMs: payload.exp! * 1000 };
   }
 
   async #issuer() {
@@ -84,18 +117,18 @@ export class TokenVerifier {
     }
   }
 
-  #caller(payload: JWTPayload): Caller {
-    const k = payload[KUBERNETES_CLAIM] as KubernetesClaims | undefined;
-    const namespace = k?.namespace;
-    const serviceAccount = k?.serviceaccount?.name;
-    if (!namespace || !serviceAccount) throw unauthorized(`the token has no ${KUBERNETES_CLAIM} namespace and serviceaccount claims: it is not a ServiceAccount token`);
-    const node = k.node?.name;
-    if (!node) {
-      throw unauthorized(`the token names no node (${KUBERNETES_CLAIM}.node): only a token bound to a pod on this node (projected into the pod, Kubernetes 1.32+) is accepted`);
-    }
-    if (node !== this.opts.nodeName) throw unauthorized(`the token is bound to a pod on node "${node}", not this node "${this.opts.nodeName}": ask the node cache of your own node (status.hostIP)`);
-    return { namespace, serviceAccount, ...(k.pod?.name ? { pod: k.pod.name } : {}) };
+}
+
+function claimsOf(payload: JWTPayload): Claims {
+  const k = payload[KUBERNETES_CLAIM] as KubernetesClaims | undefined;
+  const namespace = k?.namespace;
+  const serviceAccount = k?.serviceaccount?.name;
+  if (!namespace || !serviceAccount) throw unauthorized(`the token has no ${KUBERNETES_CLAIM} namespace and serviceaccount claims: it is not a ServiceAccount token`);
+  const node = k.node?.name;
+  if (!node) {
+    throw unauthorized(`the token names no node (${KUBERNETES_CLAIM}.node): only a token bound to a pod (projected into the pod, Kubernetes 1.32+) is accepted`);
   }
+  return { namespace, serviceAccount, node, ...(k.pod?.name ? { pod: k.pod.name } : {}) };
 }
 
 function bearer(header: string | undefined): string {

@@ -1,0 +1,172 @@
+// The peer port of a real node cache (identity off here; real tokens on it:
+// test/cluster/peer-server.test.ts): its own listener that closes with the main one,
+// only /v1/objects and /healthz, the origin's version of the bytes
+// (x-cache-io-origin-version) and resumes against it (x-cache-io-if-origin-version with
+// Range), error responses that say why for programs (x-cache-io-error,
+// x-cache-io-origin-status) on both ports, cache.peers.maxBandwidth over all peer
+// downloads together, peerBytes{out}.
+import { mkdtempSync, rmSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startCache, type RunningCache } from "../../src/cache/index.js";
+import type { Policy } from "../../src/policy/schema.js";
+import { cacheKey, ensurePath, objectPath } from "../../src/shared/protocol.js";
+import { fetchRaw, pseudoRandom, startOrigin, type Origin } from "../support/origin.js";
+import { policyOf } from "./policy-of.js";
+
+const MB = 1_000_000;
+let origin: Origin;
+let dir: string;
+let cache: RunningCache;
+let policy: Policy;
+const small = pseudoRandom(200_000, 3);
+const big = pseudoRandom(3 * MB, 4);
+
+const policyYaml = (extra = "") => `
+origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}
+identity: {mode: off}
+cache: {root: ${dir}${extra}}
+`;
+
+beforeAll(async () => {
+  origin = await startOrigin();
+  origin.put("/small.bin", small);
+  origin.put("/big.bin", big);
+  origin.put("/slow.bin", pseudoRandom(1 * MB, 5));
+  origin.rateFor.set("/slow.bin", 250_000);
+  dir = mkdtempSync(join(tmpdir(), "cache-peer-server-"));
+  policy = policyOf(policyYaml());
+  cache = await startCache({ root: dir, host: "127.0.0.1", port: 0, peerPort: 0, policy: () => policy });
+});
+
+afterAll(async () => {
+  await cache?.close(100);
+  await origin?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const objects = (path: string) => objectPath(cacheKey(origin.url(path)), origin.url(path));
+const peer = (p: string, headers: Record<string, string> = {}) => fetchRaw(cache.peerUrl! + p, { headers });
+const metric = async (line: string) => {
+  const text = (await fetchRaw(`${cache.url}/metrics`)).body.toString();
+  return Number(new RegExp(`^${line.replace(/[{}]/g, "\\$&")} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
+};
+
+describe("the peer port", () => {
+  it("is its own listener, serving only /v1/objects and /healthz", async () => {
+    expect(cache.peerPort).toBeGreaterThan(0);
+    expect(cache.peerPort).not.toBe(cache.port);
+    const r = await peer(objects("/small.bin"));
+    expect(r.status).toBe(200);
+    expect(r.body.equals(small)).toBe(true);
+    expect((await peer("/healthz")).status).toBe(200);
+    for (const p of [ensurePath(cacheKey(origin.url("/small.bin")), origin.url("/small.bin")), "/metrics", "/readyz"]) {
+      const refused = await peer(p);
+      expect(refused.status, p).toBe(404);
+      expect(refused.body.toString()).toMatch(/on the peer port \(endpoints: \/v1\/objects\/<key>, \/healthz; pods use cache.port\)/);
+      expect(refused.headers["x-cache-io-error"]).toBe("bad_request");
+    }
+    // the main port still serves everything
+    expect((await fetchRaw(`${cache.url}/metrics`)).status).toBe(200);
+  });
+
+  it("sends the origin's version of a complete file, and resumes only against the same version", async () => {
+    const p = objects("/small.bin");
+    const whole = await peer(p);
+    const version = JSON.parse(String(whole.headers["x-cache-io-origin-version"]));
+    expect(version).toEqual({ size: small.length, etag: expect.stringMatching(/^"v\d+-/), lastModified: expect.any(String) });
+    expect(whole.headers.etag).toMatch(/^"[0-9a-f]{64}"$/); // ours (the sha256), not the origin's
+
+    const same = await peer(p, { range: "bytes=1000-", "x-cache-io-if-origin-version": String(whole.headers["x-cache-io-origin-version"]) });
+    expect(same.status).toBe(206);
+    expect(same.body.equals(small.subarray(1000))).toBe(true);
+    expect(same.headers["x-cache-io-origin-version"]).toBe(whole.headers["x-cache-io-origin-version"]);
+
+    for (const other of [{ ...version, etag: '"another"' }, { ...version, size: 1 }, { size: small.length }, "not json"]) {
+      const r = await peer(p, { range: "bytes=1000-", "x-cache-io-if-origin-version": typeof other === "string" ? other : JSON.stringify(other) });
+      expect(r.status, JSON.stringify(other)).toBe(200);
+      expect(r.body.equals(small)).toBe(true);
+    }
+  });
+
+  it("error responses carry x-cache-io-error and the origin's status, on both ports", async () => {
+    origin.cue("/gone.bin", { status: 404, times: 2 });
+    origin.put("/gone.bin", small);
+    for (const base of [cache.url, cache.peerUrl!]) {
+      const r = await fetchRaw(base + objects("/gone.bin"));
+      expect(r.status, base).toBe(502);
+      expect(r.headers["x-cache-io-error"]).toBe("origin_status");
+      expect(r.headers["x-cache-io-origin-status"]).toBe("404");
+    }
+    const refused = await peer(objectPath(cacheKey("http://example.com/x"), "http://example.com/x"));
+    expect(refused.status).toBe(403);
+    expect(refused.headers["x-cache-io-error"]).toBe("policy");
+    expect(refused.headers["x-cache-io-origin-status"]).toBeUndefined();
+  });
+
+  it("a malformed x-cache-io-on-behalf-of is a 400", async () => {
+    for (const bad of ["team-a", "team-a/default/x", "Team-A/default", "team-a/", "a/b, c/d"]) {
+      const r = await peer(objects("/small.bin"), { "x-cache-io-on-behalf-of": bad });
+      expect(r.status, bad).toBe(400);
+      expect(r.body.toString()).toMatch(/is not "<namespace>\/<serviceaccount>"/);
+    }
+    expect((await peer(objects("/small.bin"), { "x-cache-io-on-behalf-of": "team-a/my.service-account" })).status).toBe(200);
+  });
+
+  it("cache.peers.maxBandwidth paces all peer downloads together; pods are not paced; peerBytes{out} counts", async () => {
+    const p = objects("/big.bin");
+    expect((await fetchRaw(cache.url + p)).status).toBe(200); // cached: the origin plays no part below
+    const before = await metric('cache_io_cache_peer_bytes_total{direction="out"}');
+    policy = policyOf(policyYaml(", peers: {maxBandwidth: 4M}"));
+    const t0 = performance.now();
+    const both = await Promise.all([peer(p), peer(p)]);
+    const took = (performance.now() - t0) / 1000;
+    for (const r of both) expect(r.body.equals(big)).toBe(true);
+    // 6 MB at 4 MB/s, less a quarter second's burst: at least 1.25 s (bound 1.0 s for timer slack); unpaced it takes well under that.
+    expect(took).toBeGreaterThan(1.0);
+    expect(took).toBeLessThan(20);
+    expect((await metric('cache_io_cache_peer_bytes_total{direction="out"}')) - before).toBe(2 * big.length);
+
+    const t1 = performance.now();
+    expect((await fetchRaw(cache.url + p)).body.equals(big)).toBe(true);
+    expect((performance.now() - t1) / 1000).toBeLessThan(0.75);
+    expect((await metric('cache_io_cache_peer_bytes_total{direction="out"}')) - before).toBe(2 * big.length);
+    policy = policyOf(policyYaml());
+  });
+
+  it("with the tier off by policy, peers get 503 and are told to fill from the origin", async () => {
+    policy = policyOf(policyYaml(", peers: {enabled: false}"));
+    const r = await peer(objects("/small.bin"));
+    expect(r.status).toBe(503);
+    expect(r.body.toString()).toMatch(/cluster tier is off on this node \(cache.peers.enabled: false\)/);
+    policy = policyOf(policyYaml());
+  });
+});
+
+describe("startCache's peer listener", () => {
+  it("closes with the main one", async () => {
+    const root = join(dir, "second");
+    const c = await startCache({ root, host: "127.0.0.1", port: 0, peerPort: 0, policy: () => policy });
+    const peerPort = c.peerPort!;
+    expect((await fetchRaw(`${c.peerUrl}/healthz`)).status).toBe(200);
+    await c.close(100);
+    const refused = await new Promise<boolean>((resolve) => {
+      const s = connect(peerPort, "127.0.0.1");
+      s.once("connect", () => (s.destroy(), resolve(false)));
+      s.once("error", () => resolve(true));
+    });
+    expect(refused).toBe(true);
+  });
+
+  it("is not started without peerPort", async () => {
+    const c = await startCache({ root: join(dir, "third"), host: "127.0.0.1", port: 0, policy: () => policy });
+    try {
+      expect(c.peerServer).toBeUndefined();
+      expect(c.peerUrl).toBeUndefined();
+    } finally {
+      await c.close(100);
+    }
+  });
+});
