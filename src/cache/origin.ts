@@ -1,12 +1,15 @@
 // The SSRF-safe origin client: node:http(s) whose `lookup` refuses forbidden resolved
 // addresses (so there is no check-then-connect race), redirects followed by hand and
-// re-checked at every hop, connect and idle timeouts.
+// re-checked at every hop, connect and idle timeouts. A hop whose host has a forward
+// proxy (cache.proxies) goes through it to the checked address (src/cache/proxy.ts).
 import { lookup as dnsLookup } from "node:dns/promises";
 import http, { type IncomingMessage } from "node:http";
 import https from "node:https";
-import type { LookupFunction } from "node:net";
+import { isIP, type LookupFunction } from "node:net";
+import type { ProxyEntry } from "../policy/proxies.js";
 import { checkOriginUrl, forbiddenAddress, type OriginRules } from "../shared/origin.js";
 import { CacheError, refused } from "./errors.js";
+import { authority, chooseProxy, proxyStatusError, tunnelTo, type CheckedTarget, type ProxyRoute } from "./proxy.js";
 import { redact } from "./redact.js";
 
 export const MAX_REDIRECTS = 5;
@@ -33,6 +36,10 @@ export interface OriginSettings {
    * another host gets none. Default: anonymous.
    */
   authorize?: (req: OriginRequest) => Promise<OriginRequest>;
+  /** Forward proxies (cache.proxies); each hop uses the entry of its own host. Default: none. */
+  proxies?: readonly ProxyEntry[];
+  /** Trust for origins' TLS certificates (PEM); default: Node's bundled roots. */
+  ca?: string;
 }
 
 export interface OriginRequest {
@@ -67,7 +74,9 @@ export async function originGet(
     }
     const signed = s.authorize ? await s.authorize({ url, method: "GET", headers: { ...headers } }) : { url, headers };
     if (signed.url.origin !== url.origin) throw new CacheError(500, "policy", `a credential rewrote ${redact(url)} to another origin; refusing`);
-    const r = await requestOnce(signed.url, s, signed.headers, signal);
+    const proxy = chooseProxy(url.hostname, s.proxies);
+    const via = proxy && { proxy, absolute: url.protocol === "http:" && proxy.entry.http === "absolute" ? await observed(checkedTarget(url, s), url, s) : undefined };
+    const r = await requestOnce(signed.url, s, signed.headers, signal, via);
     const location = r.res.headers.location;
     if (!REDIRECT_STATUS.has(r.res.statusCode ?? 0) || !location) return r;
     r.res.resume();
@@ -78,32 +87,46 @@ export async function originGet(
   }
 }
 
-function requestOnce(url: URL, s: OriginSettings, headers: Record<string, string>, signal: AbortSignal): Promise<OriginResponse> {
+/** A hop through a proxy: a CONNECT tunnel, or (plain http, `http: absolute`) an absolute-form request to the checked address. */
+interface Via {
+  proxy: ProxyRoute;
+  absolute: CheckedTarget | undefined;
+}
+
+function requestOnce(url: URL, s: OriginSettings, headers: Record<string, string>, signal: AbortSignal, via?: Via): Promise<OriginResponse> {
   return new Promise((resolve, reject) => {
     let failure: CacheError | undefined;
+    // A request whose tunnel is still being set up has no socket to destroy: abandon the tunnel too.
+    const leg = via && new AbortController();
     const fail = (err: CacheError) => {
       failure ??= err;
+      leg?.abort();
       req.destroy(err);
     };
     const mod = url.protocol === "https:" ? https : http;
-    const req = mod.request(url, {
+    const req: http.ClientRequest = mod.request(url, {
       method: "GET",
-      agent: false,
       signal,
-      lookup: safeLookup(s),
-      headers: { "user-agent": USER_AGENT, "accept-encoding": "identity", ...headers },
+      ...(via ? proxied(url, s, via, AbortSignal.any([signal, leg!.signal])) : { agent: false, lookup: safeLookup(s) }),
+      ...(s.ca ? { ca: s.ca } : {}),
+      headers: { "user-agent": USER_AGENT, "accept-encoding": "identity", ...(via?.absolute ? { host: url.host } : {}), ...headers },
     });
-    const connectTimer = setTimeout(
-      () => fail(new CacheError(504, "timeout", `origin ${url.host} did not accept a connection within ${s.connectTimeout} ms (cache.connectTimeout)`, true)),
-      s.connectTimeout,
-    );
-    req.on("socket", (sock) => sock.once("connect", () => clearTimeout(connectTimer)));
+    const connectTimer = setTimeout(() => {
+      const what = via ? `origin ${url.host} through proxy ${via.proxy.entry.url} (cache.proxies)` : `origin ${url.host}`;
+      fail(new CacheError(504, "timeout", `${what} did not accept a connection within ${s.connectTimeout} ms (cache.connectTimeout)`, true));
+    }, s.connectTimeout);
+    // A tunnel comes connected (its connect timeout covered the proxy leg); a direct socket is still connecting.
+    req.on("socket", (sock) => (sock.connecting ? sock.once("connect", () => clearTimeout(connectTimer)) : clearTimeout(connectTimer)));
     req.setTimeout(s.idleTimeout, () =>
       fail(new CacheError(504, "timeout", `origin ${url.host} sent nothing for ${s.idleTimeout} ms (cache.idleTimeout)`, true)),
     );
     req.on("response", (res) => {
       clearTimeout(connectTimer);
       s.observe?.(resultOf(res.statusCode ?? 0));
+      if (via?.absolute && res.statusCode === 407) {
+        res.resume();
+        return reject(proxyStatusError(via.proxy, 407, `GET ${redact(url)}`));
+      }
       resolve({ res, url: url.href, failure: () => failure });
     });
     req.on("error", (err) => {
@@ -116,18 +139,61 @@ function requestOnce(url: URL, s: OriginSettings, headers: Record<string, string
   });
 }
 
+/** Request options for a hop through a proxy; the proxy's own address is the policy's, never checked against the origin rules. */
+function proxied(url: URL, s: OriginSettings, via: Via, signal: AbortSignal): http.RequestOptions {
+  const { proxy, absolute } = via;
+  if (absolute) {
+    return { agent: false, hostname: proxy.host, port: proxy.port, path: `http://${authority(absolute.address, absolute.port)}${url.pathname}${url.search}` };
+  }
+  return {
+    createConnection: (_opts, done) => {
+      checkedTarget(url, s)
+        .then((target) => tunnelTo(proxy, target, { hostname: url.hostname, tls: url.protocol === "https:", ca: s.ca, signal }))
+        .then(
+          (sock) => done(null, sock),
+          (err: Error) => done(err, undefined as never),
+        );
+      return undefined;
+    },
+  };
+}
+
+/** A step before the request that can refuse it, counted like a refused connection. */
+async function observed<T>(step: Promise<T>, url: URL, s: OriginSettings): Promise<T> {
+  try {
+    return await step;
+  } catch (err) {
+    const e = classify(err as Error, url);
+    s.observe?.(e.reason === "policy" ? "refused" : "network_error");
+    throw e;
+  }
+}
+
+/** Every address of `hostname`, failing when any of them is forbidden. */
+async function checkedAddresses(hostname: string, s: OriginSettings): Promise<ResolvedAddress[]> {
+  const addrs = await (s.resolve ?? defaultResolve)(hostname);
+  if (!addrs[0]) throw new CacheError(502, "network", `origin host "${hostname}" has no addresses`);
+  for (const a of addrs) {
+    const why = forbiddenAddress(a.address, s.rules, hostname);
+    if (why) throw refused(`origin host "${hostname}" resolves to ${a.address}: ${why}`);
+  }
+  return addrs;
+}
+
+/** The address a proxy is told to connect to: a literal (checkOriginUrl judged it) or the name's first checked address. */
+async function checkedTarget(url: URL, s: OriginSettings): Promise<CheckedTarget> {
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  const port = Number(url.port) || (url.protocol === "https:" ? 443 : 80);
+  if (isIP(host)) return { address: host, port };
+  return { address: (await checkedAddresses(host, s))[0]!.address, port };
+}
+
 /** A `lookup` for net.connect that fails when any address of the name is forbidden. */
 function safeLookup(s: OriginSettings): LookupFunction {
-  const resolve = s.resolve ?? defaultResolve;
   return (hostname, options, callback) => {
-    resolve(hostname).then(
+    checkedAddresses(hostname, s).then(
       (addrs) => {
-        const first = addrs[0];
-        if (!first) return callback(new CacheError(502, "network", `origin host "${hostname}" has no addresses`), "", 4);
-        for (const a of addrs) {
-          const why = forbiddenAddress(a.address, s.rules, hostname);
-          if (why) return callback(refused(`origin host "${hostname}" resolves to ${a.address}: ${why}`), "", 4);
-        }
+        const first = addrs[0]!;
         if (options.all) (callback as unknown as (e: null, a: ResolvedAddress[]) => void)(null, addrs);
         else callback(null, first.address, first.family);
       },
