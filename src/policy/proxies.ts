@@ -18,6 +18,7 @@ export function proxyUrlProblem(value: string): string | null {
   if (value === "direct") return null;
   let u: URL;
   try {
+    if (!value.includes("://")) throw new Error("no scheme");
     u = new URL(value);
   } catch {
     return `"${value}" is not a URL; write http://host:port (for example http://10.0.0.5:3128) or direct`;
