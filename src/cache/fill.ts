@@ -1,5 +1,6 @@
 // Single-flight fills: one origin fetch per key however many requests wait. Bytes go
-// to a temp file (one stream, or parallel ranged parts: src/cache/fills/, docs/FILLS.md),
+// to a temp file (from the owning peer: src/cache/peers/, docs/PEERS.md; else one stream,
+// or parallel ranged parts: src/cache/fills/, docs/FILLS.md),
 // are counted against the size cap and the budget (growing as they arrive), hashed,
 // checked against what the waiters asked for and published atomically; transient
 // errors are retried. Fills are capped in all and per origin host, and a fill
@@ -17,7 +18,10 @@ import type { OriginSettings } from "./origin.js";
 import type { FillBody } from "./fills/body.js";
 import { ConnectionPool } from "./fills/connections.js";
 import { attempt as runAttempt, truncated } from "./fills/download.js";
+import type { Version } from "./fills/plan.js";
 import { removeResume } from "./fills/sidecar.js";
+import { fetchFromPeers, peersFor } from "./peers/fetch.js";
+import type { PeerSettings } from "./peers/types.js";
 import { redact } from "./redact.js";
 import { Fill, type FillRequest } from "./fill-state.js";
 import type { ObjectMeta, Store } from "./store.js";
@@ -28,6 +32,8 @@ const MAX_BACKOFF_MS = 30_000;
 /** Space that is free anyway is held this far ahead of the bytes received (never past the announced length; nothing is evicted for it). */
 const RESERVE_AHEAD = 16 * 2 ** 20;
 const RETRY_AFTER_S = 5;
+/** Peer streams of this node at once (a fill has at most one; cache.maxFills bounds them too). */
+const MAX_PEER_STREAMS = 32;
 
 export interface FillDeps {
   store: Store;
@@ -45,6 +51,8 @@ export interface FillDeps {
   onGone(meta: ObjectMeta): Promise<void>;
   /** For an origin's 401/403/404: which credential was sent and what to check (credentials.explain). */
   explain?(url: string, status: number): { credential: string; hint: string } | undefined;
+  /** The cluster tier: a miss asks the peers ranked above this node first. */
+  peers?: PeerSettings;
 }
 
 export class Filler {
@@ -53,6 +61,7 @@ export class Filler {
   readonly #slots = new Slots();
   /** Origin connections of every fill (cache.parts.maxConnections). */
   readonly #connections = new ConnectionPool(() => this.deps.policy().cache.parts.maxConnections);
+  readonly #peerStreams = new ConnectionPool(() => MAX_PEER_STREAMS);
 
   constructor(private readonly deps: FillDeps) {}
 
@@ -177,7 +186,42 @@ export class Filler {
     let body: FillBody | undefined;
     fill.bytes = 0;
     fill.total = undefined;
+    fill.version = undefined;
+    const onLength = (total: number | undefined, onDisk: number) => {
+      this.#checkSize(total ?? 0, req.url);
+      fill.total = total;
+      fill.bytes = onDisk;
+      // Room is made as bytes arrive (an announced length is not trusted), but a file that can never fit is refused now.
+      this.deps.budget.checkFits(req.key, total ?? 0, req.caller?.namespace);
+      reservation?.release();
+      reservation = this.deps.budget.reserve(req.key, 0, req.caller?.namespace);
+      if (onDisk > 0) reservation.grow(onDisk, onDisk);
+    };
+    const onBytes = (n: number) => {
+      fill.bytes += n;
+      this.#checkSize(fill.bytes, req.url);
+      if (reservation && fill.bytes > reservation.bytes) reservation.grow(fill.bytes, Math.min(fill.bytes + RESERVE_AHEAD, fill.total ?? Infinity));
+    };
     try {
+      const peers = fill.attempt === 0 && this.deps.peers ? peersFor(req, this.deps.peers, c.peers) : [];
+      const got = peers.length === 0 ? null : await fetchFromPeers({
+        key: req.key, url: req.url, ...(req.sha256 ? { sha256: req.sha256 } : {}), ...(req.caller ? { caller: req.caller } : {}),
+        peers, token: this.deps.peers!.token, idleTimeout: c.peers.idleTimeout, connectTimeout: c.connectTimeout, streams: this.#peerStreams,
+        tempPath: () => this.deps.store.tempPath(req.key), signal, log, accepts: (sha) => fill.accepts(sha),
+        onFailure: (peer, reason) => this.deps.metrics.peerFailures.inc({ peer, reason }),
+        onLength,
+        onBytes: (n) => {
+          onBytes(n);
+          this.deps.metrics.peerBytes.inc({ direction: "in" }, n);
+        },
+        onBody: (b) => fill.setBody(b),
+        onVersion: (v) => (fill.version = v),
+      });
+      if (got) {
+        body = got.body;
+        return await this.#done(fill, got.body, got.sha256, got.version ?? { size: got.body.watermark }, reservation!, false, log, `peer ${got.peer}`);
+      }
+      fill.version = undefined;
       const done = await runAttempt({
         key: req.key,
         url: req.url,
@@ -191,38 +235,22 @@ export class Filler {
         conditional: conditionalHeaders(req.previous),
         signal,
         log,
-        onLength: (total, onDisk) => {
-          this.#checkSize(total ?? 0, req.url);
-          fill.total = total;
-          fill.bytes = onDisk;
-          // Room is made as bytes arrive (an announced length is not trusted), but a file that can never fit is refused now.
-          this.deps.budget.checkFits(req.key, total ?? 0, req.caller?.namespace);
-          reservation?.release();
-          reservation = this.deps.budget.reserve(req.key, 0, req.caller?.namespace);
-          if (onDisk > 0) reservation.grow(onDisk, onDisk);
-        },
+        onLength,
         onBytes: (n) => {
-          fill.bytes += n;
-          this.#checkSize(fill.bytes, req.url);
-          if (reservation && fill.bytes > reservation.bytes) reservation.grow(fill.bytes, Math.min(fill.bytes + RESERVE_AHEAD, fill.total ?? Infinity));
+          onBytes(n);
           this.deps.metrics.originBytes.inc(n);
         },
         onBody: (b) => {
           body = b;
           fill.setBody(b);
         },
+        onVersion: (v) => (fill.version = v),
       });
       if (done.kind === "not_modified" && req.previous) {
         return await this.#record({ ...req.previous, ...validators(done.res, req.previous), validatedAt: new Date().toISOString() }, true);
       }
       if (done.kind !== "body") throw new CacheError(502, "origin_status", `origin answered 304 for ${redact(req.url)} without a conditional request`);
-      fill.bytes = done.body.watermark;
-      const meta = await this.#publish(fill, done.body.path, done.sha256, done.res, reservation!);
-      if (done.resumable) await removeResume(this.deps.store.tmpDir, req.key);
-      done.body.finish();
-      const secs = (Date.now() - fill.startedAt) / 1000;
-      log.info({ bytes: meta.size, seconds: secs, mbps: +(meta.size / 1e6 / secs).toFixed(1), sha256: done.sha256, parts: done.body.parts.length }, "fill done");
-      return meta;
+      return await this.#done(fill, done.body, done.sha256, validators(done.res), reservation!, done.resumable, log, "origin");
     } catch (e) {
       const err = bodyError(e, fill, req.url);
       body?.fail(err);
@@ -236,6 +264,18 @@ export class Filler {
     }
   }
 
+  /** Publish a complete body; `from` is where the bytes came from (the origin, or "peer <node>"). */
+  async #done(fill: Fill, body: FillBody, sha256: string, v: Omit<Version, "size">, reservation: Reservation, resumable: boolean, log: Logger, from: string): Promise<ObjectMeta> {
+    fill.bytes = body.watermark;
+    const meta = await this.#publish(fill, body.path, sha256, present(v), reservation);
+    if (resumable) await removeResume(this.deps.store.tmpDir, fill.req.key);
+    body.finish();
+    this.deps.metrics.fillSources.inc({ source: from === "origin" ? "origin" : "peer" });
+    const secs = (Date.now() - fill.startedAt) / 1000;
+    log.info({ bytes: meta.size, seconds: secs, mbps: +(meta.size / 1e6 / secs).toFixed(1), sha256, parts: body.parts.length, from }, "fill done");
+    return meta;
+  }
+
   #checkSize(bytes: number, url: string): void {
     const max = this.deps.policy().cache.maxFileSize;
     if (bytes > max) {
@@ -243,7 +283,7 @@ export class Filler {
     }
   }
 
-  async #publish(fill: Fill, temp: string, sha256: string, res: IncomingMessage, reservation: Reservation): Promise<ObjectMeta> {
+  async #publish(fill: Fill, temp: string, sha256: string, v: { etag?: string; lastModified?: string }, reservation: Reservation): Promise<ObjectMeta> {
     const { req } = fill;
     // The bytes decide: kept when some waiter asked for this sha256 or for any content; each waiter is checked on its own.
     if (!fill.accepts(sha256)) {
@@ -252,9 +292,9 @@ export class Filler {
     }
     const now = new Date().toISOString();
     if (req.previous?.sha256 === sha256) {
-      return this.#record({ ...req.previous, ...validators(res, req.previous), validatedAt: now }, true);
+      return this.#record({ ...req.previous, ...present({ etag: v.etag ?? req.previous.etag, lastModified: v.lastModified ?? req.previous.lastModified }), validatedAt: now }, true);
     }
-    const meta = await this.deps.store.publish(temp, { key: req.key, url: req.url, size: fill.bytes, sha256, ...validators(res), fetchedAt: now, validatedAt: now, ...(req.caller ? { namespace: req.caller.namespace } : {}) });
+    const meta = await this.deps.store.publish(temp, { key: req.key, url: req.url, size: fill.bytes, sha256, ...v, fetchedAt: now, validatedAt: now, ...(req.caller ? { namespace: req.caller.namespace } : {}) });
     reservation.commit(req.key, meta.size);
     return this.#record(meta, false);
   }
@@ -274,9 +314,12 @@ function conditionalHeaders(previous: ObjectMeta | undefined): Record<string, st
 }
 
 function validators(res: IncomingMessage, previous?: ObjectMeta): { etag?: string; lastModified?: string } {
-  const etag = res.headers.etag ?? previous?.etag;
-  const lastModified = res.headers["last-modified"] ?? previous?.lastModified;
-  return { ...(etag ? { etag } : {}), ...(lastModified ? { lastModified } : {}) };
+  return present({ etag: res.headers.etag ?? previous?.etag, lastModified: res.headers["last-modified"] ?? previous?.lastModified });
+}
+
+/** The validators that are set (the meta leaves absent ones out). */
+function present(v: { etag?: string | undefined; lastModified?: string | undefined }): { etag?: string; lastModified?: string } {
+  return { ...(v.etag ? { etag: v.etag } : {}), ...(v.lastModified ? { lastModified: v.lastModified } : {}) };
 }
 
 /** Why reading or storing a body failed: the disk, a cut connection, or something already explained. */

@@ -92,6 +92,7 @@ export class NodeCache {
       fillsInProgress: () => this.filler.inFlight,
       diskUsed: () => this.budget.used(),
       diskBudget: () => policy().cache.diskBudget,
+      ...(opts.peers ? { peers: () => opts.peers!.source.peers().length } : {}),
     });
     this.#access = new Access({ policy, metrics: this.metrics, nodeName: opts.nodeName, kubeConfig: opts.identityKubeConfig ?? opts.kubeConfig, issuer: opts.issuer });
     this.filler = new Filler({
@@ -112,6 +113,7 @@ export class NodeCache {
       onPublished: (meta) => this.#record(meta),
       onGone: (meta) => this.#drop(meta.key),
       explain: (url, status) => this.#access.credentials().explain(url, status),
+      ...(opts.peers ? { peers: opts.peers } : {}),
     });
   }
 
@@ -161,6 +163,7 @@ export class NodeCache {
     clearInterval(this.#policyTimer);
     this.filler.stop();
     this.inUse.stop();
+    this.opts.peers?.source.stop();
   }
 
   /** Ready: a valid policy, the startup scan is done and the root is writable. */

@@ -11,7 +11,7 @@ import { originGet, statusError, type OriginResponse, type OriginSettings } from
 import { redact } from "../redact.js";
 import { FillBody, type PartState } from "./body.js";
 import type { ConnectionPool } from "./connections.js";
-import { firstPartSize, ifRange, parseContentRange, planParts, rangeHeader, sameVersion, versionOf } from "./plan.js";
+import { firstPartSize, ifRange, originVersion, parseContentRange, planParts, rangeHeader, sameVersion, versionOf, type Version } from "./plan.js";
 import { fetchParts, ObjectChanged } from "./ranged.js";
 import { receive } from "./receive.js";
 import { loadState, removeResume, resumePaths, StateWriter, type ResumeState } from "./sidecar.js";
@@ -43,6 +43,8 @@ export interface AttemptContext {
   onBytes(n: number): void;
   /** The body being written, for readers (streaming while filling). */
   onBody(body: FillBody): void;
+  /** The origin's version of the bytes (length and validators), as soon as it answered with a length. */
+  onVersion?(v: Version): void;
 }
 
 export type Attempted =
@@ -97,6 +99,7 @@ async function single(ctx: AttemptContext, r: OriginResponse, release: () => voi
   let body: FillBody | undefined;
   try {
     ctx.onLength(length, 0);
+    if (length !== undefined) ctx.onVersion?.(originVersion(r.res, length));
     const path = ctx.tempPath();
     body = new FillBody(await open(path, "wx+", 0o644), path, length, [{ index: 0, start: 0, end: length ?? Number.MAX_SAFE_INTEGER }]);
     ctx.onBody(body);
@@ -147,6 +150,7 @@ async function ranged(ctx: AttemptContext, r: OriginResponse, release: () => voi
     else await fh.truncate(cr.total);
     const onDisk = body.parts.reduce((n, p) => n + p.written, 0);
     ctx.onLength(cr.total, onDisk);
+    ctx.onVersion?.(originVersion(r.res, cr.total));
     const writer = resumable ? new StateWriter(ctx.tmpDir, { v: 1, key: ctx.key, url: ctx.url, ...version, ...layout }, saved?.done ?? []) : undefined;
     if (writer && fresh) await writer.save();
     const first = body.parts.find((p) => p.start === cr.start && !p.done);

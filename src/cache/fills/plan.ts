@@ -48,6 +48,12 @@ export function versionOf(res: IncomingMessage, size: number): Version {
   return { size, ...(etag && !etag.startsWith("W/") ? { etag } : {}), ...(lastModified ? { lastModified } : {}) };
 }
 
+/** The origin's validators of a response as they were sent (Fill.version: what peers resume against and the published meta keeps). */
+export function originVersion(res: IncomingMessage, size: number): Version {
+  const { etag, "last-modified": lastModified } = res.headers;
+  return { size, ...(etag ? { etag } : {}), ...(lastModified ? { lastModified } : {}) };
+}
+
 /** What to send as If-Range for parts of `v`, or null when nothing binds them to one version. */
 export function ifRange(v: Version): string | null {
   return v.etag ?? v.lastModified ?? null;
