@@ -105,6 +105,20 @@ describe("through the proxy", () => {
     expect(origin.requests.at(-1)!.headers.host).toBe(`files.proxied.test:${origin.port}`);
   });
 
+  it("brackets an IPv6 address in CONNECT", async () => {
+    const v6 = await startOrigin({ host: "::1" });
+    try {
+      v6.put("/v6.bin", Buffer.from("over six\n"));
+      const before = proxy.requests().length;
+      const s = settings([via("*")], { rules: { allow: ["*"], schemes: ["http"], allowPrivate: ["::1"] }, resolve: async () => [{ address: "::1", family: 6 }] });
+      const r = await get(`http://six.proxied.test:${v6.port}/v6.bin`, s);
+      expect(r.body.toString()).toBe("over six\n");
+      expect(newRequests(before)).toEqual([`CONNECT [::1]:${v6.port}`]);
+    } finally {
+      await v6.close();
+    }
+  });
+
   it("speaks TLS to the origin's name inside the tunnel, and verifies its certificate", async () => {
     const before = proxy.requests().length;
     const r = await get(`https://secure.proxied.test:${tls.port}/model.bin`, settings([via("secure.proxied.test")]));
@@ -240,6 +254,14 @@ describe("a proxy that fails", () => {
     expect(err.reason).toBe("timeout");
     expect(err.message).toContain(`through proxy ${quiet} (cache.proxies)`);
     expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it("ends its connect timeout when the tunnel is up: an origin that thinks longer than cache.connectTimeout is waited for", async () => {
+    const content = pseudoRandom(100_000, 43);
+    origin.put("/slow.bin", content);
+    origin.cue("/slow.bin", { stallMs: 1_200 }); // before the headers; the idle timeout (10 s) is what applies
+    const slow = await get(`http://files.proxied.test:${origin.port}/slow.bin`, settings([via("*")], { connectTimeout: 300 }));
+    expect(slow.body.equals(content)).toBe(true);
   });
 
   it("behind which the origin stalls: the idle timeout covers the tunnelled request", async () => {
