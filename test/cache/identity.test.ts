@@ -3,90 +3,21 @@
 // kubeconfig as the cache reads the API server's) with keys this test holds, and applies
 // the caller's namespace rules itself: origin allow-list (also on a hit) and fills in
 // flight per namespace. The real API server's own tokens: test/cluster/identity.test.ts.
-import { KubeConfig } from "@kubernetes/client-node";
-import { exportJWK, generateKeyPair, SignJWT, type JWK } from "jose";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCache, type RunningCache } from "../../src/cache/index.js";
 import type { Policy } from "../../src/policy/schema.js";
-import { TOKEN_AUDIENCE } from "../../src/shared/identity.js";
 import { cacheKey, ensurePath, objectPath } from "../../src/shared/protocol.js";
 import { startAuthOrigin, writeSecretDir } from "../support/auth-origin.js";
 import { fetchRaw, pseudoRandom, startOrigin, type Origin } from "../support/origin.js";
+import { kubeconfigFor, mintToken, newKey, startIssuer, type Issuer, type Key, type Mint } from "../support/token-issuer.js";
 import { policyOf } from "./policy-of.js";
 
-const ISS = "https://issuer.test.local";
 const NODE = "node-a";
-
-interface Issuer {
-  url: string;
-  jwksGets: number;
-  discoveryGets: number;
-  down: boolean;
-  keys: JWK[];
-  close(): Promise<void>;
-}
-
-async function startIssuer(): Promise<Issuer> {
-  const state = { jwksGets: 0, discoveryGets: 0, down: false, keys: [] as JWK[] };
-  const server: Server = createServer((req, res) => {
-    if (req.headers.authorization !== "Bearer cache-own-token") return void res.writeHead(401).end();
-    if (req.url === "/.well-known/openid-configuration") state.discoveryGets++;
-    if (state.down) return void res.writeHead(500).end("down");
-    if (req.url === "/.well-known/openid-configuration") return void res.end(JSON.stringify({ issuer: ISS, jwks_uri: `${ISS}/openid/v1/jwks` }));
-    if (req.url === "/openid/v1/jwks") {
-      state.jwksGets++;
-      return void res.end(JSON.stringify({ keys: state.keys }));
-    }
-    res.writeHead(404).end();
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return Object.assign(state, { url, close: () => new Promise<void>((r) => server.close(() => r())) });
-}
-
-function kubeconfigFor(server: string): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: "c", server, skipTLSVerify: true /* plain http on loopback: the client library wants this said */ }],
-    users: [{ name: "cache", token: "cache-own-token" }],
-    contexts: [{ name: "c", cluster: "c", user: "cache" }],
-    currentContext: "c",
-  });
-  return kc;
-}
-
-type Key = { kid: string; privateKey: Awaited<ReturnType<typeof generateKeyPair>>["privateKey"]; jwk: JWK };
-async function newKey(kid: string): Promise<Key> {
-  const { privateKey, publicKey } = await generateKeyPair("RS256", { extractable: true });
-  return { kid, privateKey, jwk: { ...(await exportJWK(publicKey)), kid, alg: "RS256", use: "sig" } };
-}
-
-interface Mint { ns?: string; node?: string | null; aud?: string; expIn?: number; iss?: string; key?: Key }
 let signing: Key;
-function mint(o: Mint = {}): Promise<string> {
-  const ns = o.ns ?? "team-a";
-  const k = o.key ?? signing;
-  const claims = {
-    namespace: ns,
-    serviceaccount: { name: "default", uid: "sa-uid" },
-    pod: { name: "app-1", uid: "pod-uid" },
-    ...(o.node === null ? {} : { node: { name: o.node ?? NODE, uid: "node-uid" } }),
-  };
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ "kubernetes.io": claims })
-    .setProtectedHeader({ alg: "RS256", kid: k.kid })
-    .setIssuer(o.iss ?? ISS)
-    .setAudience(o.aud ?? TOKEN_AUDIENCE)
-    .setSubject(`system:serviceaccount:${ns}:default`)
-    .setIssuedAt(now - 60)
-    .setExpirationTime(now + (o.expIn ?? 600))
-    .sign(k.privateKey);
-}
+const mint = (o: Partial<Mint> = {}) => mintToken({ node: NODE, ...o, key: o.key ?? signing });
 
 let issuer: Issuer;
 let origin: Origin;
