@@ -9,7 +9,7 @@ import { isIP, type LookupFunction } from "node:net";
 import type { ProxyEntry } from "../policy/proxies.js";
 import { checkOriginUrl, forbiddenAddress, type OriginRules } from "../shared/origin.js";
 import { CacheError, refused } from "./errors.js";
-import { authority, chooseProxy, proxyStatusError, tunnelTo, type CheckedTarget, type ProxyRoute } from "./proxy.js";
+import { authority, chooseProxy, proxyAuthorization, proxyStatusError, tunnelTo, type CheckedTarget, type ProxyRoute } from "./proxy.js";
 import { redact } from "./redact.js";
 
 export const MAX_REDIRECTS = 5;
@@ -75,7 +75,7 @@ export async function originGet(
     const signed = s.authorize ? await s.authorize({ url, method: "GET", headers: { ...headers } }) : { url, headers };
     if (signed.url.origin !== url.origin) throw new CacheError(500, "policy", `a credential rewrote ${redact(url)} to another origin; refusing`);
     const proxy = chooseProxy(url.hostname, s.proxies);
-    const via = proxy && { proxy, absolute: url.protocol === "http:" && proxy.entry.http === "absolute" ? await observed(checkedTarget(url, s), url, s) : undefined };
+    const via = proxy && (await route(url, s, proxy));
     const r = await requestOnce(signed.url, s, signed.headers, signal, via);
     const location = r.res.headers.location;
     if (!REDIRECT_STATUS.has(r.res.statusCode ?? 0) || !location) return r;
@@ -91,6 +91,14 @@ export async function originGet(
 interface Via {
   proxy: ProxyRoute;
   absolute: CheckedTarget | undefined;
+  /** Proxy-Authorization of an absolute-form request (a tunnel sends it with CONNECT). */
+  authorization: string | undefined;
+}
+
+async function route(url: URL, s: OriginSettings, proxy: ProxyRoute): Promise<Via> {
+  if (url.protocol !== "http:" || proxy.entry.http !== "absolute") return { proxy, absolute: undefined, authorization: undefined };
+  const [absolute, authorization] = await observed(Promise.all([checkedTarget(url, s), proxyAuthorization(proxy.entry)]), url, s);
+  return { proxy, absolute, authorization };
 }
 
 function requestOnce(url: URL, s: OriginSettings, headers: Record<string, string>, signal: AbortSignal, via?: Via): Promise<OriginResponse> {
@@ -109,7 +117,7 @@ function requestOnce(url: URL, s: OriginSettings, headers: Record<string, string
       signal,
       ...(via ? proxied(url, s, via, AbortSignal.any([signal, leg!.signal])) : { agent: false, lookup: safeLookup(s) }),
       ...(s.ca ? { ca: s.ca } : {}),
-      headers: { "user-agent": USER_AGENT, "accept-encoding": "identity", ...(via?.absolute ? { host: url.host } : {}), ...headers },
+      headers: { "user-agent": USER_AGENT, "accept-encoding": "identity", ...(via?.absolute ? { host: url.host } : {}), ...(via?.authorization ? { "proxy-authorization": via.authorization } : {}), ...headers },
     });
     const connectTimer = setTimeout(() => {
       const what = via ? `origin ${url.host} through proxy ${via.proxy.entry.url} (cache.proxies)` : `origin ${url.host}`;

@@ -2,9 +2,11 @@
 // applies to a host (the most specific pattern), and the CONNECT tunnel to the origin's
 // *checked* address (never its name, so the proxy's own DNS answer cannot take a fetch
 // to a forbidden address), with TLS to the origin's name inside the tunnel.
+import { STATUS_CODES } from "node:http";
 import { isIP, connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import type { ProxyEntry } from "../policy/proxies.js";
+import { secretFiles, SecretMaterialError, type SecretFiles } from "./credentials/secret-files.js";
 import { CacheError } from "./errors.js";
 
 /** A proxy that applies to one request: its entry and where it listens. */
@@ -60,14 +62,31 @@ export function authority(address: string, port: number): string {
   return isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
+/** One reader per entry (it caches the Secret until it changes); a reloaded policy's entries get new ones. */
+const readers = new WeakMap<ProxyEntry, SecretFiles>();
+
+/** The Proxy-Authorization value of an entry with a secretDir, read from the mounted Secret. */
+export async function proxyAuthorization(entry: ProxyEntry): Promise<string | undefined> {
+  const dir = entry.secretDir;
+  if (!dir) return undefined;
+  let files = readers.get(entry);
+  if (!files) readers.set(entry, (files = secretFiles(`of cache.proxies entry "${entry.host}"`, dir, ["username", "password"])));
+  const { username, password } = await files.read();
+  if (username!.includes(":")) throw new SecretMaterialError(`proxy credentials in ${dir}/username contain ":", which basic auth cannot carry`);
+  return `Basic ${Buffer.from(`${username}:${password}`).toString("base64")}`;
+}
+
 function named(route: ProxyRoute): string {
   return `proxy ${route.entry.url} (cache.proxies entry "${route.entry.host}")`;
 }
 
-/** The error for a proxy's non-2xx answer; 407/403 are the platform's to fix, 5xx may pass. */
+/** The error for a proxy's non-2xx answer; 407 (401 from tinyproxy: wrong credentials) and 403 are the platform's to fix, 5xx may pass. */
 export function proxyStatusError(route: ProxyRoute, status: number, what: string): CacheError {
-  if (status === 407) {
-    return new CacheError(502, "policy", `${named(route)} answered 407 Proxy Authentication Required to ${what}: the proxy wants credentials; let it admit the node cache by its address, or send these hosts direct in cache.proxies`);
+  if (status === 407 || status === 401) {
+    const fix = route.entry.secretDir
+      ? `it did not accept the username and password in ${route.entry.secretDir}: check that Secret`
+      : "the proxy wants credentials: give the entry a secretDir (a Secret with username and password), or let the proxy admit the node cache by its address";
+    return new CacheError(502, "policy", `${named(route)} answered ${status} ${STATUS_CODES[status]} to ${what}: ${fix}`);
   }
   if (status === 403) {
     return new CacheError(502, "policy", `${named(route)} refused ${what} (403 Forbidden): allow it in the proxy's configuration (squid: http_access and the CONNECT port ACLs; tinyproxy: Allow, ConnectPort) or change cache.proxies`);
@@ -77,8 +96,9 @@ export function proxyStatusError(route: ProxyRoute, status: number, what: string
 }
 
 /** Connect to the proxy, ask it for a tunnel to `target`; resolves with the open tunnel. */
-export function openTunnel(route: ProxyRoute, target: CheckedTarget, signal: AbortSignal): Promise<Socket> {
+export async function openTunnel(route: ProxyRoute, target: CheckedTarget, signal: AbortSignal): Promise<Socket> {
   const to = authority(target.address, target.port);
+  const auth = await proxyAuthorization(route.entry);
   return new Promise((resolve, reject) => {
     const sock = netConnect({ host: route.host, port: route.port });
     let head = Buffer.alloc(0);
@@ -118,7 +138,7 @@ export function openTunnel(route: ProxyRoute, target: CheckedTarget, signal: Abo
     sock.on("data", onData);
     sock.on("error", onError);
     sock.on("end", onEnd);
-    sock.write(`CONNECT ${to} HTTP/1.1\r\nHost: ${to}\r\nUser-Agent: cache-io\r\n\r\n`);
+    sock.write(`CONNECT ${to} HTTP/1.1\r\nHost: ${to}\r\nUser-Agent: cache-io\r\n${auth ? `Proxy-Authorization: ${auth}\r\n` : ""}\r\n`);
   });
 }
 

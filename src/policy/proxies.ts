@@ -42,12 +42,15 @@ export const proxiesSchema = z
        * address>:<port>/path, for proxies that cache plain http, such as a dfdaemon).
        */
       http: z.enum(["connect", "absolute"]).default("connect"),
+      /** A mounted Secret with keys `username` and `password`, sent as Proxy-Authorization: Basic. */
+      secretDir: z.string().regex(/^\/[^\0]*$/, "must be an absolute path (where the Secret with keys username and password is mounted)").optional(),
     }),
   )
   .default([])
   .superRefine((entries, ctx) => {
     const seen = new Map<string, number>();
     entries.forEach((e, i) => {
+      if (e.url === "direct" && e.secretDir) ctx.addIssue({ code: "custom", path: [i, "secretDir"], message: "is for a proxy's credentials; a direct entry has no proxy" });
       const key = e.host.toLowerCase().replace(/\.+$/, "");
       const first = seen.get(key);
       if (first !== undefined) ctx.addIssue({ code: "custom", path: [i, "host"], message: `"${e.host}" is also the host of entry ${first}; one entry per pattern (the most specific pattern wins, so there is nothing to order)` });

@@ -71,6 +71,8 @@ describe("cache.proxies validation", () => {
     [`[{host: "a.com", url: "http://10.0.0.1:3128/dfdaemon"}]`, "no path, query or fragment"],
     [`[{host: "a.com", url: "http://10.0.0.1:3128", http: tunnel}]`, "cache.proxies.0.http:"],
     [`[{host: "a.com", url: "http://10.0.0.1:3128", port: 1}]`, "cache.proxies.0: unknown field(s) port"],
+    [`[{host: "a.com", url: "http://10.0.0.1:3128", secretDir: "proxy-secret"}]`, "cache.proxies.0.secretDir: must be an absolute path"],
+    [`[{host: "a.com", url: direct, secretDir: /var/run/p}]`, "cache.proxies.0.secretDir: is for a proxy's credentials; a direct entry has no proxy"],
     [`[{host: "A.com", url: direct}, {host: "a.com.", url: "http://10.0.0.1:3128"}]`, "cache.proxies.1.host: \"a.com.\" is also the host of entry 0"],
   ])("%s", (proxies, message) => {
     expect(errors(proxies).join("\n")).toContain(message);

@@ -4,6 +4,9 @@
 // contacted; each redirect hop uses its own host's entry; a proxy that is down, refuses
 // CONNECT (403) or wants credentials (407) gives an error naming cache.proxies.
 import { once } from "node:events";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
@@ -146,9 +149,6 @@ describe("through the proxy", () => {
     const { ConnectionPool } = await import("../../src/cache/fills/connections.js");
     const { attempt } = await import("../../src/cache/fills/download.js");
     const { logger } = await import("../../src/shared/log.js");
-    const { mkdtempSync, rmSync } = await import("node:fs");
-    const { tmpdir } = await import("node:os");
-    const { join } = await import("node:path");
     const ranged = await startOrigin({ ranges: true });
     const tmp = mkdtempSync(join(tmpdir(), "cache-proxy-parts-"));
     try {
@@ -282,11 +282,51 @@ describe("a proxy that fails", () => {
       for (const mode of ["connect", "absolute"] as const) {
         const auth = await failure(get(`http://files.proxied.test:${origin.port}/plain.bin`, settings([via("*", locked.url, mode)])));
         expect(auth.message).toContain(`proxy ${locked.url} (cache.proxies entry "*") answered 407 Proxy Authentication Required`);
+        expect(auth.message).toContain("give the entry a secretDir");
         expect(auth.transient).toBe(false);
       }
     } finally {
       await strict.close();
       await locked.close();
     }
+  });
+});
+
+describe("a proxy that wants credentials", () => {
+  let locked: Proxy;
+  let dir: string;
+  beforeAll(async () => {
+    locked = await startProxy({ basicAuth: { user: "site", password: "s3cret" } });
+    dir = mkdtempSync(join(tmpdir(), "cache-proxy-secret-"));
+  });
+  afterAll(async () => {
+    await locked?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+  const secret = (username: string, password: string) => {
+    writeFileSync(join(dir, "username"), `${username}\n`);
+    writeFileSync(join(dir, "password"), `${password}\n`);
+  };
+
+  it.each(["connect", "absolute"] as const)("gets them from the entry's secretDir (http: %s)", async (mode) => {
+    secret("site", "s3cret");
+    const r = await get(`http://files.proxied.test:${origin.port}/plain.bin`, settings([{ ...via("*", locked.url, mode), secretDir: dir }]));
+    expect(r.status).toBe(200);
+    expect(locked.requests().at(-1)).toMatch(mode === "connect" ? /^CONNECT 127\.0\.0\.1:/ : /^GET http:\/\/127\.0\.0\.1:/);
+  });
+
+  it("names the Secret when the proxy does not accept what it holds (tinyproxy answers CONNECT with 401, squid with 407)", async () => {
+    secret("site", "wrong");
+    const err = await failure(get(`https://secure.proxied.test:${tls.port}/x`, settings([{ ...via("*", locked.url), secretDir: dir }])));
+    expect(err.message).toContain(`proxy ${locked.url} (cache.proxies entry "*") answered 401 Unauthorized to CONNECT 127.0.0.1:${tls.port}`);
+    expect(err.message).toContain(`did not accept the username and password in ${dir}`);
+    expect(err.message).not.toContain("wrong");
+    expect(err.transient).toBe(false);
+  });
+
+  it("says which file is missing", async () => {
+    const err = await failure(get(`http://files.proxied.test:${origin.port}/plain.bin`, settings([{ ...via("*", locked.url), secretDir: join(dir, "absent") }])));
+    expect(err.message).toContain(`cannot read ${join(dir, "absent", "username")} (ENOENT)`);
+    expect(err.message).toContain(`cache.proxies entry "*"`);
   });
 });
