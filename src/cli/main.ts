@@ -60,6 +60,12 @@ function dnsLabelArg(flag: string): (value: string) => string {
   };
 }
 
+/** A DNS label, or unset when given empty (an empty env var). */
+function optionalDnsLabel(flag: string): (value: string) => string | undefined {
+  const check = dnsLabelArg(flag);
+  return (value) => (value === "" ? undefined : check(value));
+}
+
 const policyOption = () =>
   new Option("-p, --policy <file>", "policy YAML file (hot-reloaded); default: the embedded default policy").env("CACHE_IO_POLICY");
 
@@ -91,7 +97,13 @@ const cache = program
   .addOption(new Option("--host <addr>", "address to listen on").default("0.0.0.0").env("CACHE_IO_HOST"))
   .addOption(new Option("--port <n>", "port; default: the policy's cache.port").env("CACHE_IO_PORT").argParser(portArg))
   .addOption(new Option("--root <dir>", "cache root; default: the policy's cache.root").env("CACHE_IO_ROOT"))
-  .addOption(new Option("--node-name <name>", "this node's name, to watch its pods for files in use").env("NODE_NAME"));
+  .addOption(new Option("--node-name <name>", "this node's name, to watch its pods for files in use (and, with --peers-service, to rank peers)").env("NODE_NAME"))
+  .addOption(new Option("--peers-service <name>", "the node caches' headless Service; its EndpointSlices are the peers (the cluster tier: one origin fetch per cluster); absent: no tier").env("CACHE_IO_PEERS_SERVICE").argParser(optionalDnsLabel("--peers-service")))
+  .addOption(new Option("--namespace <ns>", "the node cache's namespace (of the peers Service and its own ServiceAccount); default: cache-io").env("POD_NAMESPACE").argParser(optionalDnsLabel("--namespace")))
+  .addOption(new Option("--service-account <name>", "the node cache's own ServiceAccount: the peer port takes only its tokens; default: cache-io-cache").env("CACHE_IO_SERVICE_ACCOUNT"))
+  .addOption(new Option("--peer-token-file <path>", "the own projected ServiceAccount token sent to peers (re-read when the kubelet rotates it); default: /var/run/secrets/cache.io/peer/token").env("CACHE_IO_PEER_TOKEN_FILE"))
+  .addOption(new Option("--peer-host <addr>", "address of the peer port; default: --host").env("CACHE_IO_PEER_HOST"))
+  .addOption(new Option("--peer-port <n>", "the peer port; default: the policy's cache.peers.port").env("CACHE_IO_PEER_PORT").argParser(portArg));
 withLogOptions(cache).action(async (opts) => (await import("./cache.js")).run(opts));
 
 program
