@@ -91,6 +91,13 @@ describe("the peer port", () => {
     }
   });
 
+  it("sends the origin's version of a file still filling while it streams it", async () => {
+    const r = await peer(objects("/slow.bin"));
+    expect(r.status).toBe(200);
+    expect(r.headers.etag).toBeUndefined(); // it streamed: the sha256 was not known yet
+    expect(JSON.parse(String(r.headers["x-cache-io-origin-version"]))).toEqual({ size: 1 * MB, etag: expect.stringMatching(/^"v\d+-/), lastModified: expect.any(String) });
+  });
+
   it("error responses carry x-cache-io-error and the origin's status, on both ports", async () => {
     origin.cue("/gone.bin", { status: 404, times: 2 });
     origin.put("/gone.bin", small);
