@@ -5,6 +5,7 @@
 import { STATUS_CODES } from "node:http";
 import { isIP, connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
+import ipaddr from "ipaddr.js";
 import type { ProxyEntry } from "../policy/proxies.js";
 import { secretFiles, SecretMaterialError, type SecretFiles } from "./credentials/secret-files.js";
 import { CacheError } from "./errors.js";
@@ -25,6 +26,15 @@ export interface CheckedTarget {
 /** Bound on a proxy's answer to CONNECT (status line and headers). */
 const MAX_CONNECT_HEAD = 16 * 1024;
 
+function sameAddress(a: string, b: string): boolean {
+  if (!isIP(a) || !isIP(b)) return false;
+  try {
+    return ipaddr.parse(a).toNormalizedString() === ipaddr.parse(b).toNormalizedString();
+  } catch {
+    return false;
+  }
+}
+
 function bare(host: string): string {
   const h = host.toLowerCase().replace(/\.+$/, "");
   return h.startsWith("[") && h.endsWith("]") ? h.slice(1, -1) : h;
@@ -39,7 +49,7 @@ export function specificity(host: string, pattern: string): number {
     return host.endsWith(suffix) && host.length > suffix.length ? suffix.split(".").length - 1 : -1;
   }
   // Exact names and addresses beat every wildcard (a label count never reaches 1000).
-  return p === host ? 1000 : -1;
+  return p === host || sameAddress(p, host) ? 1000 : -1;
 }
 
 /** The proxy for fetches of `hostname`, or undefined when they go direct (no entry, or a `direct` one). */

@@ -14,6 +14,7 @@ describe("which proxy a host gets", () => {
     entry("*.eu.example.com", "http://10.0.0.3:3128"),
     entry("models.eu.example.com", "direct"),
     entry("10.9.8.7", "http://10.0.0.4:3128"),
+    entry("[fd00::0:0:7]", "http://10.0.0.5:3128"),
   ];
   it.each([
     ["models.eu.example.com", undefined], // an exact name beats every wildcard; `direct` means no proxy
@@ -22,6 +23,7 @@ describe("which proxy a host gets", () => {
     ["example.com", "http://10.0.0.1:3128"], // *.example.com is for subdomains only
     ["elsewhere.org", "http://10.0.0.1:3128"],
     ["10.9.8.7", "http://10.0.0.4:3128"],
+    ["[fd00::7]", "http://10.0.0.5:3128"], // one address however it is written
   ])("%s -> %s", (host, url) => {
     expect(chooseProxy(host, entries)?.entry.url).toBe(url);
     expect(chooseProxy(host, [...entries].reverse())?.entry.url).toBe(url); // order does not matter
