@@ -14,6 +14,8 @@ export interface FillRequest {
   prewarm?: boolean;
   /** Who started the fill: its origin rules and credentials apply to every hop (redirects) and to peer requests. */
   caller?: Caller;
+  /** Asked for by a peer (on the peer port): filled from the origin, never from peers again. */
+  viaPeer?: true;
 }
 
 /** One fill in flight; its progress is what `ensure` shows. */

@@ -98,10 +98,17 @@ describe("one origin fetch per cluster", () => {
     const sent = origin.stats.bytesSent;
     const ownerClient = fetchRaw(`http://127.0.0.2:${ownerPort}${ensurePath(f.key, f.url)}`).catch((e: Error) => e);
     const clients = nodes.map((n) => fetchRaw(n.running.url + ensurePath(f.key, f.url)));
-    // Every other node is streaming from the owner when it dies.
+    // Every other node is streaming from the owner when it dies; ranks 2 and 3 have readers streaming the file as it fills.
     for (const n of nodes) await expect.poll(() => metric(n, "cache_io_cache_peer_bytes_total", { direction: "in" }), { timeout: 20_000, interval: 50 }).toBeGreaterThan(MiB);
+    const readers = nodes.slice(1).map((n) => fetchRaw(n.running.url + objectPath(f.key, f.url)));
     killGroup(owner.proc);
     const done = await Promise.all(clients);
+    // They resumed from rank 1 at the byte they had (same origin version), so their readers went on unbroken.
+    for (const r of await Promise.all(readers)) {
+      expect(r.complete).toBe(true);
+      expect(sha256Hex(r.body)).toBe(f.sha256);
+    }
+    expect(await metric(nodes[0]!, "cache_io_cache_peer_bytes_total", { direction: "out" })).toBeLessThan(2 * f.content.length);
     await ownerClient;
     for (const [i, r] of done.entries()) {
       expect(r.status, r.body.toString()).toBe(200);
@@ -207,6 +214,22 @@ describe("peers that fail or misbehave", () => {
     expect(ok.status).toBe(200);
     expect(sha256Hex(ok.body)).toBe(f.sha256);
     expect(await metric(self, "cache_io_cache_peer_failures_total", { peer: names[0]!, reason: "busy" })).toBe(1);
+  });
+
+  it("fills a peer's request from the origin, never from the peers above (one hop at most)", async () => {
+    const f = serve("/hop.bin", MiB, 18);
+    const names = rankedNames(f.key, 2);
+    const above = await startFakePeer("127.0.0.2", (_req, res) => res.writeHead(503).end());
+    cleanups.push(() => above.close());
+    const source = new StaticPeers();
+    const node = await startNode(names[1]!, "127.0.0.3", () => policy, source);
+    cleanups.push(() => node.close());
+    source.list = [{ node: names[0]!, address: "127.0.0.2", port: above.port }, node.peer];
+    const r = await fetchRaw(`http://127.0.0.3:${node.peer.port}${objectPath(f.key, f.url)}`);
+    expect(r.status).toBe(200);
+    expect(sha256Hex(r.body)).toBe(f.sha256);
+    expect(above.requests).toHaveLength(0);
+    expect(await metric(node, "cache_io_cache_fill_sources_total", { source: "origin" })).toBe(1);
   });
 
   it("with cache.peers.enabled false every node fills from the origin itself", async () => {

@@ -39,6 +39,7 @@ export async function startNode(name: string, address: string, policy: () => Pol
     root,
     host: address,
     port: 0,
+    ...(source ? { peerPort: 0 } : {}),
     policy,
     retryBaseMs: 20,
     ensureGraceMs: 100,
@@ -51,7 +52,7 @@ export async function startNode(name: string, address: string, policy: () => Pol
     address,
     running,
     root,
-    peer: { node: name, address, port: running.port },
+    peer: { node: name, address, port: running.peerPort ?? running.port },
     close: async () => {
       if (closed) return;
       closed = true;

@@ -66,10 +66,11 @@ class PeerFailed extends Error {
 
 /**
  * Whom a miss asks before the origin: the ready peers ranked above this node (none for
- * a revalidation, which is conditional at the origin, or for a peer's own request).
+ * a revalidation, which is conditional at the origin, or for a peer's own request: so a
+ * request goes at most one hop, and a chain of asks only ever climbs the ranking).
  */
 export function peersFor(req: FillRequest, settings: PeerSettings, policy: { enabled: boolean; maxTries: number }): Peer[] {
-  if (!policy.enabled || req.previous || req.caller?.peer) return [];
+  if (!policy.enabled || req.previous || req.caller?.peer || req.viaPeer) return [];
   return peersToAsk(req.key, settings.source.peers(), settings.self, policy.maxTries);
 }
 
