@@ -13,10 +13,13 @@ import type { TLSSocket } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateBundle, type CertBundle } from "../../src/certs/generate.js";
 import { CacheError } from "../../src/cache/errors.js";
+import { ConnectionPool } from "../../src/cache/fills/connections.js";
+import { attempt } from "../../src/cache/fills/download.js";
 import { originGet, type OriginSettings, type ResolvedAddress } from "../../src/cache/origin.js";
 import type { ProxyEntry } from "../../src/policy/proxies.js";
+import { logger } from "../../src/shared/log.js";
 import { pseudoRandom, startOrigin, type Origin } from "../support/origin.js";
-import { haveTinyproxy, startProxy, type Proxy } from "../support/proxy.js";
+import { startProxy, type Proxy } from "../support/proxy.js";
 
 const NAMES: Record<string, string> = {
   "files.proxied.test": "127.0.0.1",
@@ -38,7 +41,6 @@ let tls: { server: HttpsServer; port: number; bundle: CertBundle; seen: { host: 
 let silent: { server: NetServer; port: number; sockets: Socket[] };
 
 beforeAll(async () => {
-  if (!haveTinyproxy()) throw new Error("these tests need tinyproxy (apt-get install tinyproxy)");
   proxy = await startProxy();
   origin = await startOrigin();
   const bundle = await generateBundle({ dnsNames: ["secure.proxied.test"] });
@@ -146,9 +148,6 @@ describe("through the proxy", () => {
   });
 
   it("fetches a ranged fill's parts each through the proxy", async () => {
-    const { ConnectionPool } = await import("../../src/cache/fills/connections.js");
-    const { attempt } = await import("../../src/cache/fills/download.js");
-    const { logger } = await import("../../src/shared/log.js");
     const ranged = await startOrigin({ ranges: true });
     const tmp = mkdtempSync(join(tmpdir(), "cache-proxy-parts-"));
     try {

@@ -27,16 +27,6 @@ export interface ProxyOptions {
   basicAuth?: { user: string; password: string };
 }
 
-/** Whether tinyproxy is installed (the Debian package `tinyproxy`). */
-export function haveTinyproxy(): boolean {
-  try {
-    readFileSync("/usr/bin/tinyproxy");
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function freePort(): Promise<number> {
   const srv = createServer();
   await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
@@ -53,13 +43,15 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
+class NotInstalled extends Error {}
+
 /** Start tinyproxy on 127.0.0.1 (a few ports are tried if one is taken meanwhile). */
 export async function startProxy(opts: ProxyOptions = {}): Promise<Proxy> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await startOnce(opts);
     } catch (err) {
-      if (attempt >= 3) throw err;
+      if (attempt >= 3 || err instanceof NotInstalled) throw err;
     }
   }
 }
@@ -81,7 +73,14 @@ async function startOnce(opts: ProxyOptions): Promise<Proxy> {
   ];
   writeFileSync(join(dir, "tinyproxy.conf"), conf.join("\n") + "\n");
   const child: ChildProcess = spawn("tinyproxy", ["-d", "-c", join(dir, "tinyproxy.conf")], { stdio: "ignore" });
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  let missing = false;
+  const exited = new Promise<void>((r) => {
+    child.once("exit", () => r());
+    child.once("error", (err: NodeJS.ErrnoException) => {
+      missing = err.code === "ENOENT";
+      r();
+    });
+  });
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill("SIGTERM");
@@ -99,7 +98,7 @@ async function startOnce(opts: ProxyOptions): Promise<Proxy> {
     return text.split("\n").flatMap((l) => re.exec(l)?.slice(1, 2) ?? []);
   };
   for (let i = 0; i < 100; i++) {
-    if (child.exitCode !== null) break;
+    if (child.exitCode !== null || missing) break;
     if (await accepts(port)) {
       return {
         url: `http://127.0.0.1:${port}`,
@@ -113,5 +112,6 @@ async function startOnce(opts: ProxyOptions): Promise<Proxy> {
     await sleep(50);
   }
   await stop();
+  if (missing) throw new NotInstalled("tinyproxy is not installed: these tests need the Debian package tinyproxy (apt-get install tinyproxy)");
   throw new Error(`tinyproxy did not start on 127.0.0.1:${port} (is the Debian package tinyproxy installed?)`);
 }
