@@ -258,8 +258,8 @@ describe("a proxy that fails", () => {
   it("ends its connect timeout when the tunnel is up: an origin that thinks longer than cache.connectTimeout is waited for", async () => {
     const content = pseudoRandom(100_000, 43);
     origin.put("/slow.bin", content);
-    origin.cue("/slow.bin", { stallMs: 1_200 }); // before the headers; the idle timeout (10 s) is what applies
-    const slow = await get(`http://files.proxied.test:${origin.port}/slow.bin`, settings([via("*")], { connectTimeout: 300 }));
+    origin.cue("/slow.bin", { stallMs: 3_000 }); // before the headers; the idle timeout (10 s) is what applies
+    const slow = await get(`http://files.proxied.test:${origin.port}/slow.bin`, settings([via("*")], { connectTimeout: 1_000 }));
     expect(slow.body.equals(content)).toBe(true);
   });
 
