@@ -59,6 +59,10 @@ async function shut(server: Server, graceMs: number): Promise<void> {
 }
 
 export async function startCache(o: StartOptions): Promise<RunningCache> {
+  const mainPort = o.port ?? o.policy().cache.port;
+  if (o.peerPort !== undefined && o.peerPort !== 0 && o.peerPort === mainPort && (o.peerHost ?? o.host) === o.host) {
+    throw new Error(`the peer port ${o.peerPort} is the node cache's port too: give cache.peers.port (or --peer-port) another port than cache.port (or --port)`);
+  }
   const cache = new NodeCache(o);
   await cache.start();
   const host = o.host ?? "0.0.0.0";
@@ -67,7 +71,7 @@ export async function startCache(o: StartOptions): Promise<RunningCache> {
   let main: { port: number; url: string };
   let peer: { port: number; url: string } | undefined;
   try {
-    main = await listen(server, o.port ?? o.policy().cache.port, host);
+    main = await listen(server, mainPort, host);
     if (peerServer) peer = await listen(peerServer, o.peerPort!, o.peerHost ?? host);
   } catch (err) {
     cache.stop();

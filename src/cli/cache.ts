@@ -4,7 +4,7 @@
 // the cache running NOT READY until the file is fixed.
 import type { KubeConfig } from "@kubernetes/client-node";
 import { resolve } from "node:path";
-import { NAMES, NAMESPACE } from "../deploy/names.js";
+import { NAMES, NAMESPACE, PATHS } from "../deploy/names.js";
 import { clusterConfig } from "../cache/in-use.js";
 import { startCache, type OwnAccount } from "../cache/index.js";
 import { EndpointSliceSource } from "../cache/peers/membership.js";
@@ -15,7 +15,7 @@ import { WatchedPolicy } from "../policy/watched.js";
 import { logger, type Logger } from "../shared/log.js";
 
 /** Where the DaemonSet projects the node cache's own token for peers (audience cache.io/node-cache). */
-export const PEER_TOKEN_FILE = "/var/run/secrets/cache.io/peer/token";
+export const PEER_TOKEN_FILE = `${PATHS.peerTokenDir}/token`;
 
 export interface CacheCliOptions {
   policy?: string;

@@ -80,9 +80,15 @@ annotations:
 {{- if and (kindIs "map" $p.cache) (or (hasKey $p.cache "port") (hasKey $p.cache "root")) }}
 {{- fail "policy.cache.port and policy.cache.root come from the values cache.port and cache.root, which also set the node cache DaemonSet's hostPort and hostPath: set those instead" }}
 {{- end }}
+{{- if and (kindIs "map" $p.cache) (kindIs "map" $p.cache.peers) (hasKey $p.cache.peers "port") }}
+{{- fail "policy.cache.peers.port comes from the value cache.peerPort, which also sets the node cache's peer port and the peers Service: set that instead" }}
+{{- end }}
 {{- $port := int .Values.cache.port }}
 {{- if or (lt $port 1) (gt $port 65535) }}
 {{- fail (printf "cache.port is %v: use a port from 1 to 65535 (pods reach the node cache at http://$(NODE_IP):<port>)" .Values.cache.port) }}
+{{- end }}
+{{- if eq (int .Values.cache.peerPort) $port }}
+{{- fail (printf "cache.peerPort is %v, the same as cache.port: give the peer port (node caches talk to each other on it) another number" .Values.cache.peerPort) }}
 {{- end }}
 {{- if not (hasPrefix "/" (toString .Values.cache.root)) }}
 {{- fail (printf "cache.root is %q: use an absolute path on the nodes" (toString .Values.cache.root)) }}
@@ -98,6 +104,9 @@ annotations:
 {{- $cache := deepCopy ($policy.cache | default dict) }}
 {{- $_ := set $cache "port" (int .Values.cache.port) }}
 {{- $_ := set $cache "root" (toString .Values.cache.root) }}
+{{- $peers := deepCopy ($cache.peers | default dict) }}
+{{- $_ := set $peers "port" (int .Values.cache.peerPort) }}
+{{- $_ := set $cache "peers" $peers }}
 {{- $_ := set $policy "cache" $cache }}
 {{- toYaml $policy }}
 {{- end }}
@@ -199,10 +208,11 @@ webhook:
   resources:
 ${block(resources.webhook)}
 
-# The node cache DaemonSet. port and root also go into the policy (cache.port,
-# cache.root): set them here, not under policy.
+# The node cache DaemonSet. port, peerPort and root also go into the policy (cache.port,
+# cache.peers.port, cache.root): set them here, not under policy.
 cache:
   port: 8585                 # pods reach the cache at http://$(NODE_IP):<port> (hostPort)
+  peerPort: 8586             # node caches reach each other at <pod IP>:<peerPort> (policy cache.peers.port)
   root: /var/lib/cache-io    # host directory of the cache; the webhook mounts files from under it
   hostNetwork: false         # true for CNIs where hostPort does not work
   resources:
@@ -220,6 +230,6 @@ monitoring:
   dashboard: true            # with enabled: the Grafana dashboard ConfigMap (label grafana_dashboard: "1")
   labels: {}                 # added to PodMonitors and PrometheusRule, e.g. release: kube-prometheus-stack
 
-# The policy file (docs/POLICY.md), without cache.port and cache.root (see cache above).
+# The policy file (docs/POLICY.md), without cache.port, cache.peers.port and cache.root (see cache above).
 `;
 }

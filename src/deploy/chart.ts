@@ -30,11 +30,12 @@ const SCALARS: [string, string, boolean][] = [
   ["__CHART_NAMESPACE__", ".Release.Namespace", false],
   ["__CHART_IMAGE__", `include "cache-io.image" .`, true],
   ["__CHART_PORT__", "int .Values.cache.port", false],
+  ["__CHART_PEERPORT__", "int .Values.cache.peerPort", false],
   ["/__CHART_ROOT__", ".Values.cache.root", true],
   ["__CHART_REPLICAS__", "int .Values.webhook.replicas", false],
   ["__CHART_REVISION__", ".Release.Revision", false],
 ];
-const S = Object.fromEntries(SCALARS.map(([s]) => [s.replace(/^\/?__CHART_|__$/g, "").toLowerCase(), s])) as Record<"namespace" | "image" | "port" | "root" | "replicas" | "revision", string>;
+const S = Object.fromEntries(SCALARS.map(([s]) => [s.replace(/^\/?__CHART_|__$/g, "").toLowerCase(), s])) as Record<"namespace" | "image" | "port" | "peerport" | "root" | "replicas" | "revision", string>;
 
 /** Block sentinels (a whole value): the expression, rendered as YAML, or as a literal block (`|`). */
 const BLOCKS: Record<string, { expr: string; literal?: boolean }> = {
@@ -136,7 +137,7 @@ function valuesSchema(): string {
       image: section({ repository: { type: "string", minLength: 1 }, tag: { type: "string" } }),
       imagePullSecrets: { type: "array", items: { type: "string", pattern: "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$" } },
       webhook: section({ replicas: { type: "integer", minimum: 1 }, resources }),
-      cache: section({ port: { type: "integer", minimum: 1, maximum: 65535 }, root: { type: "string", pattern: "^/" }, hostNetwork: { type: "boolean" }, resources }),
+      cache: section({ port: { type: "integer", minimum: 1, maximum: 65535 }, peerPort: { type: "integer", minimum: 1, maximum: 65535 }, root: { type: "string", pattern: "^/" }, hostNetwork: { type: "boolean" }, resources }),
       prepullController: section({ resources }),
       certs: section({ mode: { enum: ["job", "cert-manager"] } }),
       monitoring: section({ enabled: { type: "boolean" }, dashboard: { type: "boolean" }, labels: { type: "object", additionalProperties: { type: "string" } } }),
@@ -150,7 +151,7 @@ function valuesSchema(): string {
 export function chartFiles(): Map<string, string> {
   const t: Target = { namespace: S.namespace, image: S.image };
   const policy = defaultPolicy();
-  const chartPolicy = { ...policy, cache: { ...policy.cache, port: S.port as unknown as number, root: S.root } };
+  const chartPolicy = { ...policy, cache: { ...policy.cache, port: S.port as unknown as number, root: S.root, peers: { ...policy.cache.peers, port: S.peerport as unknown as number } } };
   const webhook = webhookObjects(t, { replicas: S.replicas as unknown as number, resources: block("webhookResources") as Json });
   const config = webhookConfiguration({ namespace: S.namespace }) as Json;
   config.metadata[lines("cache-io.webhookAnnotations")] = "x";

@@ -25,6 +25,8 @@ export const NAMES = {
   tlsSecret: "cache-io-webhook-tls",
   policy: "cache-io-policy",
   nodeCache: "cache-io-cache",
+  /** The headless Service whose EndpointSlices list the node caches (the cluster tier's peers). */
+  peersService: "cache-io-node-cache-peers",
   certs: "cache-io-certs",
   certsRenew: "cache-io-certs-renew",
   prepullController: "cache-io-prepull-controller",
@@ -37,6 +39,8 @@ export const PATHS = {
   policyDir: "/etc/cache-io/policy",
   policyFile: "/etc/cache-io/policy/policy.yaml",
   certsDir: "/etc/cache-io/certs",
+  /** The node cache's own projected token, sent to peers (cache-io cache --peer-token-file). */
+  peerTokenDir: "/var/run/secrets/cache.io/peer",
   tmp: "/tmp",
 } as const;
 

@@ -1,9 +1,12 @@
 // The node cache DaemonSet and its RBAC, with the port and root taken from the policy
-// so the hostPort and hostPath match what the webhook writes into pods.
-import type { KubernetesObject, V1ClusterRole, V1ClusterRoleBinding, V1DaemonSet, V1ResourceRequirements, V1SecurityContext } from "@kubernetes/client-node";
+// so the hostPort and hostPath match what the webhook writes into pods; and the cluster
+// tier's objects: the headless Service whose EndpointSlices are the peers, the Role to
+// watch them, the peer port (a pod port, no hostPort) and the projected own token.
+import type { KubernetesObject, V1ClusterRole, V1ClusterRoleBinding, V1DaemonSet, V1ResourceRequirements, V1Role, V1RoleBinding, V1SecurityContext, V1Service } from "@kubernetes/client-node";
 import type { Policy } from "../policy/schema.js";
+import { TOKEN_AUDIENCE } from "../shared/identity.js";
 import { DEFAULT_TARGET, NAMES, PATHS, labels, selectorLabels, type Target } from "./names.js";
-import { cliContainer, fieldEnv, policyMount, policyVolume, resources, tmpMount, tmpVolume } from "./security.js";
+import { cliContainer, fieldEnv, peerTokenMount, peerTokenVolume, policyMount, policyVolume, resources, tmpMount, tmpVolume } from "./security.js";
 import { serviceAccount } from "./webhook.js";
 
 const component = "node-cache";
@@ -37,6 +40,7 @@ export const NODE_CACHE_RESOURCES: V1ResourceRequirements = resources({ cpu: "10
 
 export function nodeCacheDaemonSet(policy: Policy, t: Target = DEFAULT_TARGET, res: V1ResourceRequirements = NODE_CACHE_RESOURCES): V1DaemonSet {
   const { root, port } = policy.cache;
+  const peerPort = policy.cache.peers.port;
   return {
     apiVersion: "apps/v1",
     kind: "DaemonSet",
@@ -58,9 +62,17 @@ export function nodeCacheDaemonSet(policy: Policy, t: Target = DEFAULT_TARGET, r
           securityContext: { seccompProfile: { type: "RuntimeDefault" } },
           containers: [
             cliContainer("cache", t.image, ["cache", "--policy", PATHS.policyFile], {
-              env: [fieldEnv("NODE_NAME", "spec.nodeName")],
-              // Pods reach the cache at http://$(NODE_IP):<port>.
-              ports: [{ name: "http", containerPort: port, hostPort: port, protocol: "TCP" }],
+              env: [
+                fieldEnv("NODE_NAME", "spec.nodeName"),
+                fieldEnv("POD_NAMESPACE", "metadata.namespace"),
+                fieldEnv("CACHE_IO_SERVICE_ACCOUNT", "spec.serviceAccountName"),
+                { name: "CACHE_IO_PEERS_SERVICE", value: NAMES.peersService },
+              ],
+              // Pods reach the cache at http://$(NODE_IP):<port>; other node caches at <pod IP>:<peer port>.
+              ports: [
+                { name: "http", containerPort: port, hostPort: port, protocol: "TCP" },
+                { name: "peer", containerPort: peerPort, protocol: "TCP" },
+              ],
               startupProbe: probe("/healthz", 5, 60),
               readinessProbe: probe("/readyz", 5, 3),
               livenessProbe: probe("/healthz", 10, 6),
@@ -68,10 +80,10 @@ export function nodeCacheDaemonSet(policy: Policy, t: Target = DEFAULT_TARGET, r
               securityContext: nodeCacheSecurityContext(),
               // The same path inside and out: the policy's root is both where the
               // cache writes and the hostPath the webhook mounts into pods.
-              volumeMounts: [{ name: "cache-root", mountPath: root }, policyMount(), tmpMount()],
+              volumeMounts: [{ name: "cache-root", mountPath: root }, policyMount(), tmpMount(), peerTokenMount()],
             }),
           ],
-          volumes: [{ name: "cache-root", hostPath: { path: root, type: "DirectoryOrCreate" } }, policyVolume(NAMES.policy), tmpVolume()],
+          volumes: [{ name: "cache-root", hostPath: { path: root, type: "DirectoryOrCreate" } }, policyVolume(NAMES.policy), tmpVolume(), peerTokenVolume(TOKEN_AUDIENCE)],
         },
       },
     },
@@ -97,6 +109,49 @@ export function nodeCacheRbac(namespace: string): [V1ClusterRole, V1ClusterRoleB
   ];
 }
 
+/**
+ * The peers: a headless Service over the node cache pods, so the EndpointSlice
+ * controller lists each ready one (pod IP, node name) with the port named `peer`.
+ */
+export function peersService(policy: Policy, namespace: string): V1Service {
+  return {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: { name: NAMES.peersService, namespace, labels: labels(component) },
+    spec: {
+      clusterIP: "None",
+      selector: selectorLabels(component),
+      ports: [{ name: "peer", port: policy.cache.peers.port, targetPort: "peer", protocol: "TCP" }],
+    },
+  };
+}
+
+/** The peers Service's EndpointSlices in its own namespace: list and watch (an informer), nothing else. */
+export function peersRbac(namespace: string): [V1Role, V1RoleBinding] {
+  const name = `${NAMES.nodeCache}-peers`;
+  return [
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "Role",
+      metadata: { name, namespace, labels: labels(component) },
+      rules: [{ apiGroups: ["discovery.k8s.io"], resources: ["endpointslices"], verbs: ["list", "watch"] }],
+    },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "RoleBinding",
+      metadata: { name, namespace, labels: labels(component) },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name },
+      subjects: [{ kind: "ServiceAccount", name: NAMES.nodeCache, namespace }],
+    },
+  ];
+}
+
 export function nodeCacheObjects(policy: Policy, t: Target = DEFAULT_TARGET, res: V1ResourceRequirements = NODE_CACHE_RESOURCES): KubernetesObject[] {
-  return [serviceAccount(NAMES.nodeCache, component, true, t.namespace), ...nodeCacheRbac(t.namespace), nodeCacheDaemonSet(policy, t, res)];
+  return [
+    serviceAccount(NAMES.nodeCache, component, true, t.namespace),
+    ...nodeCacheRbac(t.namespace),
+    ...peersRbac(t.namespace),
+    peersService(policy, t.namespace),
+    nodeCacheDaemonSet(policy, t, res),
+  ];
 }

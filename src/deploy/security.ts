@@ -49,6 +49,15 @@ export function policyMount(): V1VolumeMount {
   return { name: "policy", mountPath: PATHS.policyDir, readOnly: true };
 }
 
+/** The node cache's own ServiceAccount token for its peers: short-lived, for the node caches' audience only (the kubelet rotates it). */
+export function peerTokenVolume(audience: string): V1Volume {
+  return { name: "peer-token", projected: { sources: [{ serviceAccountToken: { audience, expirationSeconds: 3600, path: "token" } }] } };
+}
+
+export function peerTokenMount(): V1VolumeMount {
+  return { name: "peer-token", mountPath: PATHS.peerTokenDir, readOnly: true };
+}
+
 /** A cache-io container: the image's ENTRYPOINT is the CLI, so args are `<cmd> ...`. */
 export function cliContainer(name: string, image: string, args: string[], extra: Partial<V1Container> = {}): V1Container {
   return {

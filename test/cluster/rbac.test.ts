@@ -2,8 +2,9 @@
 // (TokenRequest), so the real RBAC authorizer decides with the Roles deploy/ renders:
 // `certs install` (Secret + caBundle, reuse, renewal, two at once), `prepull reconcile`
 // (server-side apply; the DaemonSet controller makes its pods on the kwok nodes), the node
-// cache's pod watch (fieldSelector spec.nodeName) and its eviction guard. Each succeeds
-// with its role and gets 403 for one thing outside it.
+// cache's pod watch (fieldSelector spec.nodeName) and its eviction guard, its peer
+// membership (EndpointSlices of the peers Service). Each succeeds with its role and gets
+// 403 for one thing outside it.
 // Stand-in kept: the MutatingWebhookConfiguration `cache-io` is the rendered one with one
 // namespaceSelector term added that no namespace matches, so its failurePolicy Fail and
 // in-cluster Service (nothing serves it: no kubelet) cannot touch other test files' pods.
@@ -14,6 +15,9 @@ import { X509Certificate } from "node:crypto";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { startCache, type RunningCache } from "../../src/cache/index.js";
+import { EndpointSliceSource } from "../../src/cache/peers/membership.js";
+import { NAMES } from "../../src/deploy/names.js";
+import { logger } from "../../src/shared/log.js";
 import { parsePolicy } from "../../src/policy/load.js";
 import { cacheKey } from "../../src/shared/protocol.js";
 import type { Api } from "./api.js";
@@ -169,6 +173,39 @@ describeCluster("each component with its own ServiceAccount token: the real RBAC
       expect(denied.cache.inUse.blocked()).toMatch(/has not yet/);
     } finally {
       for (const rc of caches) await rc.close(100);
+    }
+  }, 120_000);
+
+  it("the node cache's peer membership lists and watches the peers Service's EndpointSlices with its token; 403 elsewhere", async () => {
+    const slices = `/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices`;
+    await api.must("POST", slices, {
+      apiVersion: "discovery.k8s.io/v1", kind: "EndpointSlice",
+      metadata: { name: "rbac-peers", labels: { "kubernetes.io/service-name": NAMES.peersService, "endpointslice.kubernetes.io/managed-by": "cache-io.test" } },
+      addressType: "IPv4", ports: [{ name: "peer", port: 8586, protocol: "TCP" }],
+      // a node name of its own: the DaemonSet's kwok pods are peers on the real nodes already (the controller's slice)
+      endpoints: [{ addresses: ["10.244.7.7"], nodeName: "rbac-peer-node", conditions: { ready: true } }],
+    });
+    const kc = new KubeConfig();
+    kc.loadFromFile(tokenKubeconfig(c, await token("cache-io-cache"), NS));
+    const source = new EndpointSliceSource({ kubeConfig: kc, namespace: NS, service: NAMES.peersService, defaultPort: 8586, log: logger("rbac-test") });
+    try {
+      await source.start();
+      await until("the peer of the slice", async () => (source.peers().some((p) => p.address === "10.244.7.7") ? true : undefined));
+      expect(source.peers().find((p) => p.address === "10.244.7.7")).toEqual({ node: "rbac-peer-node", address: "10.244.7.7", port: 8586 });
+      // The generated headless Service over the generated DaemonSet: the real EndpointSlice controller lists its pod on every kwok node, with the port named peer.
+      const daemonPeers = await until("the DaemonSet's pods as peers", async () => {
+        const ps = source.peers().filter((p) => p.node !== "rbac-peer-node");
+        return ps.length === c.nodes.length ? ps : undefined;
+      }, 90_000);
+      expect(daemonPeers.map((p) => [p.node, p.port]).sort()).toEqual(c.nodes.map((n) => [n.name, 8586]).sort());
+      const cacheApi = api.withAuth({ token: await token("cache-io-cache") });
+      expect((await cacheApi.get(slices)).status).toBe(200);
+      expect((await cacheApi.get(`${slices}/rbac-peers`)).status).toBe(403); // list and watch only
+      expect((await cacheApi.get(`/apis/discovery.k8s.io/v1/namespaces/${PODS_NS}/endpointslices`)).status).toBe(403);
+      expect((await cacheApi.get(`/api/v1/namespaces/${NS}/services`)).status).toBe(403);
+    } finally {
+      source.stop();
+      await api.req("DELETE", `${slices}/rbac-peers`);
     }
   }, 120_000);
 });

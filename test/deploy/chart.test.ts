@@ -118,11 +118,11 @@ describe("the Helm chart", () => {
     }
   });
 
-  itWith(helm)("one value each: port, root, namespace, image, replicas and resources reach every object that needs them, and all still validate", async () => {
+  itWith(helm)("one value each: port, peer port, root, namespace, image, replicas and resources reach every object that needs them, and all still validate", async () => {
     const ns = "platform-cache";
     const objs = await template(
       [
-        "--set", "cache.port=9585", "--set", "cache.root=/data/cache-io", "--set", "image.repository=registry.example.com/mirror/cache-io",
+        "--set", "cache.port=9585", "--set", "cache.peerPort=9586", "--set", "cache.root=/data/cache-io", "--set", "image.repository=registry.example.com/mirror/cache-io",
         "--set", "image.tag=9.9.9", "--set", "webhook.replicas=3", "--set", "cache.resources.limits.memory=4Gi",
         "--set", "policy.origins.allow={models.example.com}", "--set", "imagePullSecrets={regcred}",
       ],
@@ -135,6 +135,9 @@ describe("the Helm chart", () => {
     expect(policy.origins.allow).toEqual(["models.example.com"]);
     expect(parsePolicy(find(objs, "ConfigMap", "cache-io-policy").data["policy.yaml"]).ok).toBe(true);
     expect(ds.containers[0]!.ports![0]).toMatchObject({ containerPort: 9585, hostPort: 9585 });
+    expect(policy.cache.peers).toEqual({ port: 9586 });
+    expect(ds.containers[0]!.ports![1]).toEqual({ name: "peer", containerPort: 9586, protocol: "TCP" });
+    expect(find(objs, "Service", "cache-io-node-cache-peers").spec.ports[0].port).toBe(9586);
     expect(ds.volumes!.find((v) => v.name === "cache-root")!.hostPath!.path).toBe("/data/cache-io");
     expect(ds.containers[0]!.volumeMounts!.find((m) => m.name === "cache-root")!.mountPath).toBe("/data/cache-io");
     expect(ds.containers[0]!.resources!.limits!.memory).toBe("4Gi");
@@ -182,6 +185,8 @@ describe("the Helm chart", () => {
     [["--set", "policy.origins.alow={x}"], "cache-io", /at '\/policy\/origins': additional properties 'alow' not allowed/],
     // the chart's own checks (also with --skip-schema-validation)
     [["--set", "policy.cache.port=9000"], "cache-io", /policy\.cache\.port and policy\.cache\.root come from the values cache\.port and cache\.root/],
+    [["--set", "policy.cache.peers.port=9000"], "cache-io", /policy\.cache\.peers\.port comes from the value cache\.peerPort/],
+    [["--set", "cache.peerPort=8585"], "cache-io", /cache\.peerPort is 8585, the same as cache\.port/],
     [["--skip-schema-validation", "--set", "certs.mode=vault"], "cache-io", /certs\.mode is "vault": use "job" .* or "cert-manager"/],
     [["--skip-schema-validation", "--set", "cache.port=0"], "cache-io", /cache\.port is 0: use a port from 1 to 65535/],
     [["--skip-schema-validation", "--set", "cache.root=relative/dir"], "cache-io", /cache\.root is "relative\/dir": use an absolute path/],

@@ -17,9 +17,9 @@ import { kustomize, type Obj } from "./k8s.js";
 
 interface Use { resource: string; verb: string; name?: string }
 
-/** The rules bound to a ServiceAccount by the rendered (Cluster)RoleBindings. */
-function rulesFor(objs: Obj[], sa: string): V1PolicyRule[] {
-  const bindings = objs.filter((o) => (o.kind === "RoleBinding" || o.kind === "ClusterRoleBinding") && o.subjects?.some((s: Obj) => s.kind === "ServiceAccount" && s.name === sa && s.namespace === "cache-io"));
+/** The rules bound to a ServiceAccount by the rendered (Cluster)RoleBindings (`kinds`: only those binding kinds). */
+function rulesFor(objs: Obj[], sa: string, kinds = ["RoleBinding", "ClusterRoleBinding"]): V1PolicyRule[] {
+  const bindings = objs.filter((o) => kinds.includes(o.kind) && o.subjects?.some((s: Obj) => s.kind === "ServiceAccount" && s.name === sa && s.namespace === "cache-io"));
   return bindings.flatMap((b) => objs.find((o) => o.kind === b.roleRef.kind && o.metadata.name === b.roleRef.name)!.rules as V1PolicyRule[]);
 }
 
@@ -104,8 +104,16 @@ describe("RBAC matches the calls each component makes", () => {
       expect(podCalls.map((r) => r.verbs[0])).toEqual(expect.arrayContaining(["list", "watch"]));
       for (const r of podCalls) expect(r.query.fieldSelector).toBe("spec.nodeName=node-1");
       expect(api.violations).toEqual([]);
-      expectExactly(rulesFor(objs, "cache-io-cache"), uses(api.requests));
+      // Without --peers-service (the tier off) it makes no other call; the peers Role's use,
+      // under the real authorizer: test/cluster/rbac.test.ts.
+      expectExactly(rulesFor(objs, "cache-io-cache", ["ClusterRoleBinding"]), uses(api.requests));
     });
+  });
+
+  it("the node cache's peers Role: list and watch EndpointSlices in its own namespace, nothing else", () => {
+    const roles = objs.filter((o) => o.kind === "Role" && o.metadata.name === "cache-io-cache-peers");
+    expect(roles.map((r) => r.metadata.namespace)).toEqual(["cache-io"]);
+    expect(rulesFor(objs, "cache-io-cache", ["RoleBinding"])).toEqual([{ apiGroups: ["discovery.k8s.io"], resources: ["endpointslices"], verbs: ["list", "watch"] }]);
   });
 
   it("the webhook has no RBAC and no token", () => {

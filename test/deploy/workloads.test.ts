@@ -4,7 +4,9 @@
 import type { V1Container, V1PodSpec } from "@kubernetes/client-node";
 import { beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_POLICY_YAML } from "../../src/policy/default.js";
+import { PEER_TOKEN_FILE } from "../../src/cli/cache.js";
 import { parsePolicy } from "../../src/policy/load.js";
+import { TOKEN_AUDIENCE } from "../../src/shared/identity.js";
 import { find, kustomize, podSpecOf, selects, type Obj } from "./k8s.js";
 
 const PSA = "pod-security.kubernetes.io/enforce";
@@ -109,6 +111,28 @@ describe("node cache", () => {
     expect(c.readinessProbe!.httpGet).toMatchObject({ path: "/readyz", port: "http" });
     expect(c.livenessProbe!.httpGet).toMatchObject({ path: "/healthz", port: "http" });
     expect(c.resources!.limits!.memory).toBeDefined();
+  });
+
+  it("the cluster tier: a headless Service over its pods' peer port (no hostPort), the env the CLI reads, its own short-lived token where the CLI looks", () => {
+    const ds = find(objs, "DaemonSet", "cache-io-cache");
+    const s = spec("DaemonSet", "cache-io-cache");
+    const c = s.containers[0]!;
+    const peer = c.ports!.find((p) => p.name === "peer")!;
+    expect(peer).toEqual({ name: "peer", containerPort: policy().cache.peers.port, protocol: "TCP" });
+    const svc = find(objs, "Service", "cache-io-node-cache-peers");
+    expect(svc.spec.clusterIP).toBe("None");
+    expect(selects({ matchLabels: svc.spec.selector }, ds.spec.template.metadata.labels)).toBe(true);
+    expect(svc.spec.ports).toEqual([{ name: "peer", port: policy().cache.peers.port, targetPort: "peer", protocol: "TCP" }]);
+    expect(c.env).toEqual(expect.arrayContaining([
+      { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+      { name: "CACHE_IO_SERVICE_ACCOUNT", valueFrom: { fieldRef: { fieldPath: "spec.serviceAccountName" } } },
+      { name: "CACHE_IO_PEERS_SERVICE", value: "cache-io-node-cache-peers" },
+    ]));
+    const vol = s.volumes!.find((v) => v.projected)!;
+    expect(vol.projected!.sources).toEqual([{ serviceAccountToken: { audience: TOKEN_AUDIENCE, expirationSeconds: 3600, path: "token" } }]);
+    const mount = c.volumeMounts!.find((m) => m.name === vol.name)!;
+    expect(`${mount.mountPath}/token`).toBe(PEER_TOKEN_FILE);
+    expect(mount.readOnly).toBe(true);
   });
 
   it("uid 0 with no capabilities, no privilege escalation, read-only root, RuntimeDefault seccomp", () => {
