@@ -1,12 +1,10 @@
 // The bytes of one fill attempt on disk: a temp file written in place by one or more
 // parts (positional writes), the contiguous prefix written so far (the watermark that
 // readers stream up to, with waiters), and the sha256 of that prefix, computed as it
-// grows: from the bytes in hand when they extend it, else read back from the file.
-import { createHash } from "node:crypto";
+// grows by a hash worker thread that reads it back (hash.ts), off the main thread.
 import type { FileHandle } from "node:fs/promises";
+import { hashPool, type Hasher, type HashPool } from "./hash.js";
 import type { Part } from "./plan.js";
-
-const HASH_READ = 1 << 20;
 
 /** A part as it is being received: bytes [start, start + written) are on disk. */
 export interface PartState extends Part {
@@ -21,10 +19,7 @@ export class FillBody {
   watermark = 0;
   readonly parts: PartState[];
   #frontier = 0;
-  readonly #hash = createHash("sha256");
-  #hashed = 0;
-  #catchUp: Promise<void> | undefined;
-  #readBuf: Buffer | undefined;
+  readonly #hasher: Hasher;
   #waiters = new Set<() => void>();
   #failure: Error | undefined;
   #finished = false;
@@ -37,8 +32,10 @@ export class FillBody {
     /** The file's length when known (ranged fills, or an announced Content-Length). */
     readonly size: number | undefined,
     parts: Part[],
+    hashes: HashPool = hashPool,
   ) {
     this.parts = parts.map((p) => ({ ...p, written: 0, done: false }));
+    this.#hasher = hashes.open(path);
   }
 
   get failed(): Error | undefined {
@@ -59,14 +56,9 @@ export class FillBody {
     this.#advance();
   }
 
-  /** `bufs` (n bytes) were written at the end of `part`'s written bytes. */
-  wrote(part: PartState, bufs: Buffer[], n: number): void {
-    const pos = part.start + part.written;
+  /** `n` bytes were written at the end of `part`'s written bytes. */
+  wrote(part: PartState, n: number): void {
     part.written += n;
-    if (pos === this.#hashed && !this.#catchUp) {
-      for (const b of bufs) this.#hash.update(b);
-      this.#hashed += n;
-    }
     this.#advance();
   }
 
@@ -97,16 +89,14 @@ export class FillBody {
 
   /** The sha256 of the whole body (after every part is complete). */
   async digest(): Promise<string> {
-    this.#startCatchUp();
-    while (this.#catchUp) await this.#catchUp;
     if (this.#failure) throw this.#failure;
-    if (this.#hashed !== this.watermark) throw new Error(`hashed ${this.#hashed} of ${this.watermark} bytes`);
-    return this.#hash.digest("hex");
+    return this.#hasher.digest(this.watermark);
   }
 
-  /** The attempt failed: readers are cut. */
+  /** The attempt failed: readers are cut, hashing stops. */
   fail(err: Error): void {
     this.#failure ??= err;
+    this.#hasher.close(this.#failure);
     this.#wake();
   }
 
@@ -125,7 +115,10 @@ export class FillBody {
 
   /** Drop one hold; the handle closes with the last. */
   release(): Promise<void> {
-    if (--this.#refs === 0) this.#closed = this.fh.close().catch(() => undefined);
+    if (--this.#refs === 0) {
+      this.#hasher.close();
+      this.#closed = this.fh.close().catch(() => undefined);
+    }
     return this.#closed ?? Promise.resolve();
   }
 
@@ -136,27 +129,8 @@ export class FillBody {
     const mark = p ? p.start + p.written : (parts.at(-1)?.end ?? 0);
     if (mark <= this.watermark) return;
     this.watermark = mark;
-    if (this.#hashed < mark) this.#startCatchUp();
+    this.#hasher.extend(mark);
     this.#wake();
-  }
-
-  /** Hash what is written but not yet hashed by reading it back (parts that landed out of order). */
-  #startCatchUp(): void {
-    if (this.#catchUp || this.#hashed >= this.watermark) return;
-    this.#catchUp = (async () => {
-      this.#readBuf ??= Buffer.allocUnsafeSlow(HASH_READ);
-      while (this.#hashed < this.watermark && !this.#failure) {
-        const n = Math.min(HASH_READ, this.watermark - this.#hashed);
-        const { bytesRead } = await this.fh.read(this.#readBuf, 0, n, this.#hashed);
-        if (bytesRead === 0) throw new Error(`the temp file ${this.path} is shorter than its written bytes`);
-        this.#hash.update(this.#readBuf.subarray(0, bytesRead));
-        this.#hashed += bytesRead;
-      }
-    })()
-      .catch((err: Error) => this.fail(err))
-      .finally(() => {
-        this.#catchUp = undefined;
-      });
   }
 
   #wake(): void {

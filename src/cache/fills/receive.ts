@@ -52,7 +52,7 @@ export function receive(res: IncomingMessage, body: FillBody, part: PartState, o
       body.fh.writev(bufs, part.start + part.written).then(({ bytesWritten }) => {
         writing = false;
         if (bytesWritten !== n) return fail(Object.assign(new Error(`short write to ${body.path}: ${bytesWritten} of ${n} bytes`), { syscall: "write" }));
-        body.wrote(part, bufs, n);
+        body.wrote(part, n);
         if (res.isPaused() && !ended) res.resume();
         if (ended || broken || batchLen >= WRITE_BATCH) flush();
       }, fail);
