@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { rank } from "../../src/cache/peers/rendezvous.js";
 import { TOKEN_AUDIENCE } from "../../src/shared/identity.js";
-import { cacheKey, objectPath } from "../../src/shared/protocol.js";
+import { cacheKey, ensurePath, objectPath } from "../../src/shared/protocol.js";
 import type { Api } from "./api.js";
 import type { ClusterInfo } from "./harness.js";
 import { adminApi, createNamespace, deleteNamespaces, tokenKubeconfig, until } from "./kube.js";
@@ -47,8 +47,6 @@ export interface PeerCachesOptions {
   prefix: string;
   /** cache.peers fields besides the port, as flow YAML ("enabled: false, idleTimeout: 5s"). */
   peers: string;
-  /** Pass the tier's flags (--peers-service ...); off: the CLI as it was before the tier. */
-  tierFlags?: boolean;
 }
 
 /** Node names ranked for the file at `url` (rank 0: its owner), as every node cache ranks them. */
@@ -195,6 +193,11 @@ cache: {port: ${this.port}, diskBudget: 8Gi, peers: {port: ${this.peerPort}${pee
 `);
   }
 
+  /** Node i's cache root (0-based). */
+  root(i: number): string {
+    return join(this.dir, this.nodes[i]!.name, "root");
+  }
+
   url(i: number): string {
     return `http://${this.nodes[i]!.ip}:${this.port}`;
   }
@@ -204,18 +207,16 @@ cache: {port: ${this.port}, diskBudget: 8Gi, peers: {port: ${this.peerPort}${pee
     if (this.#procs.has(i)) throw new Error(`node ${i + 1}'s cache is running`);
     const n = this.nodes[i]!;
     const d = join(this.dir, n.name);
-    if (!opts.keepRoot) rmSync(join(d, "root"), { recursive: true, force: true });
+    if (!opts.keepRoot) rmSync(this.root(i), { recursive: true, force: true });
     mkdirSync(d, { recursive: true });
     const pod = `node-cache-${i + 1}`;
     writeFileSync(join(d, "peer-token"), await this.token(this.sys, CACHE_SA, pod, TOKEN_AUDIENCE), { mode: 0o600 });
     const kubeconfig = tokenKubeconfig(this.c, await this.token(this.sys, CACHE_SA, pod), this.sys);
-    const tier = this.o.tierFlags === false ? [] : [
+    const proc = startProc(`cache-${n.name}`, process.execPath, [
+      join(ROOT, "dist/cli/main.js"), "cache", "--policy", this.#policyFile, "--root", this.root(i),
+      "--host", n.ip, "--port", String(this.port), "--node-name", n.name,
       "--peers-service", PEERS_SERVICE, "--namespace", this.sys, "--service-account", CACHE_SA,
       "--peer-token-file", join(d, "peer-token"), "--peer-host", n.ip, "--peer-port", String(this.peerPort),
-    ];
-    const proc = startProc(`cache-${n.name}`, process.execPath, [
-      join(ROOT, "dist/cli/main.js"), "cache", "--policy", this.#policyFile, "--root", join(d, "root"),
-      "--host", n.ip, "--port", String(this.port), "--node-name", n.name, ...tier,
     ], d, { KUBECONFIG: kubeconfig, LOG_LEVEL: "info", CACHE_IO_POLICY_POLL_MS: "500" });
     this.#procs.set(i, proc);
     await this.#ready(i, proc);
@@ -287,31 +288,59 @@ cache: {port: ${this.port}, diskBudget: 8Gi, peers: {port: ${this.peerPort}${pee
     return each.reduce((a, b) => a + b, 0);
   }
 
+  /** Wait until each of `nodes` (0-based, default: all running) counts `n` ready peers (cache_io_cache_peers). */
+  async waitPeers(n: number, nodes = this.running()): Promise<void> {
+    await until(`${n} peers seen by node(s) ${nodes.map((i) => i + 1).join(", ")}`, async () => {
+      const seen = await Promise.all(nodes.map((i) => this.metric(i, "cache_io_cache_peers")));
+      return seen.every((x) => x === n) ? true : undefined;
+    }, 60_000);
+  }
+
+  /** Write a new policy (setPolicy) and wait until every running cache has loaded it. */
+  async reloadPolicy(peers: string): Promise<void> {
+    const name = "cache_io_policy_reloads_total";
+    const before = await Promise.all(this.running().map((i) => this.metric(i, name, { result: "success" })));
+    this.setPolicy(peers);
+    await until("every cache loaded the new policy", async () => {
+      const now = await Promise.all(this.running().map((i) => this.metric(i, name, { result: "success" })));
+      return now.every((x, j) => x > before[j]!) ? true : undefined;
+    }, 60_000);
+  }
+
   running(): number[] {
     return [...this.#procs.keys()].sort();
   }
 
   /**
    * GET the file from node i's cache as the pod app-N on node-N would (its bound token; `as`:
-   * the pod of another node), hashing the bytes as they come.
+   * the pod of another node), hashing the bytes as they come. `ensure`: first /v1/ensure (what
+   * the init container runs: it returns when the file is complete and verified), then the bytes.
    */
-  async get(i: number, url: string, sha256?: string, opts: { as?: number; timeoutMs?: number } = {}): Promise<Got> {
+  async get(i: number, url: string, sha256?: string, opts: { as?: number; timeoutMs?: number; ensure?: boolean } = {}): Promise<Got> {
     const token = await this.clientToken(opts.as ?? i);
-    const timeoutMs = opts.timeoutMs ?? 120_000;
-    const target = this.url(i) + objectPath(cacheKey(url), url, sha256);
+    const key = cacheKey(url);
+    if (opts.ensure) {
+      const e = await this.#request(this.url(i) + ensurePath(key, url, sha256), token, opts.timeoutMs);
+      if (e.status !== 200) return e;
+    }
+    return this.#request(this.url(i) + objectPath(key, url, sha256), token, opts.timeoutMs);
+  }
+
+  #request(target: string, token: string, timeoutMs = 120_000): Promise<Got> {
     return new Promise((resolve, reject) => {
       const r = request(target, { headers: { authorization: `Bearer ${token}` }, agent: false, timeout: timeoutMs }, (res) => {
         const h = createHash("sha256");
         let bytes = 0;
         let error = "";
+        const cut = () => resolve({ status: -1, bytes, sha256: "", error: `the response was cut${error ? `: ${error}` : ""}` });
         res.on("data", (d: Buffer) => {
           bytes += d.length;
           h.update(d);
-          if (res.statusCode !== 200 && error.length < 4096) error += d.toString();
+          if ((res.statusCode !== 200 || target.includes("/v1/ensure/")) && error.length < 4096) error += d.toString();
         });
         res.on("end", () => resolve({ status: res.statusCode ?? 0, bytes, sha256: h.digest("hex"), error }));
-        res.on("error", () => resolve({ status: -1, bytes, sha256: "", error: "the response was cut" }));
-        res.on("aborted", () => resolve({ status: -1, bytes, sha256: "", error: "the response was cut" }));
+        res.on("error", cut);
+        res.on("aborted", cut);
       });
       r.on("timeout", () => r.destroy(new Error(`GET ${target}: nothing for ${timeoutMs} ms`)));
       r.on("error", reject);
