@@ -7,11 +7,8 @@ import { once } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
-import type { TLSSocket } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateBundle, type CertBundle } from "../../src/certs/generate.js";
 import { CacheError } from "../../src/cache/errors.js";
 import { ConnectionPool } from "../../src/cache/fills/connections.js";
 import { attempt } from "../../src/cache/fills/download.js";
@@ -19,7 +16,7 @@ import { originGet, type OriginSettings, type ResolvedAddress } from "../../src/
 import type { ProxyEntry } from "../../src/policy/proxies.js";
 import { logger } from "../../src/shared/log.js";
 import { pseudoRandom, startOrigin, type Origin } from "../support/origin.js";
-import { startProxy, type Proxy } from "../support/proxy.js";
+import { startProxy, startTlsOrigin, type Proxy, type TlsOrigin } from "../support/proxy.js";
 
 const NAMES: Record<string, string> = {
   "files.proxied.test": "127.0.0.1",
@@ -37,21 +34,13 @@ const resolve = async (host: string): Promise<ResolvedAddress[]> => {
 
 let proxy: Proxy;
 let origin: Origin;
-let tls: { server: HttpsServer; port: number; bundle: CertBundle; seen: { host: string; servername: string }[] };
+let tls: TlsOrigin;
 let silent: { server: NetServer; port: number; sockets: Socket[] };
 
 beforeAll(async () => {
   proxy = await startProxy();
   origin = await startOrigin();
-  const bundle = await generateBundle({ dnsNames: ["secure.proxied.test"] });
-  const seen: { host: string; servername: string }[] = [];
-  const server = createHttpsServer({ key: bundle.key, cert: bundle.cert }, (req, res) => {
-    seen.push({ host: req.headers.host ?? "", servername: String((req.socket as TLSSocket).servername) });
-    res.writeHead(200, { "content-type": "text/plain" }).end("secret bytes\n");
-  });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  tls = { server, port: (server.address() as { port: number }).port, bundle, seen };
+  tls = await startTlsOrigin(["secure.proxied.test"]);
   // A "proxy" that accepts connections and never answers.
   const sockets: Socket[] = [];
   const quiet = createNetServer((s) => void sockets.push(s));
@@ -63,8 +52,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await proxy?.close();
   await origin?.close();
-  tls?.server.closeAllConnections();
-  tls?.server.close();
+  tls?.close();
   for (const s of silent?.sockets ?? []) s.destroy();
   silent?.server.close();
 });
