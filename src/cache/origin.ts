@@ -117,7 +117,14 @@ function requestOnce(url: URL, s: OriginSettings, headers: Record<string, string
       signal,
       ...(via ? proxied(url, s, via, AbortSignal.any([signal, leg!.signal])) : { agent: false, lookup: safeLookup(s) }),
       ...(s.ca ? { ca: s.ca } : {}),
-      headers: { "user-agent": USER_AGENT, "accept-encoding": "identity", ...(via?.absolute ? { host: url.host } : {}), ...(via?.authorization ? { "proxy-authorization": via.authorization } : {}), ...headers },
+      headers: {
+        "user-agent": USER_AGENT,
+        "accept-encoding": "identity",
+        // An absolute-form request goes to the proxy's address: name the origin (the proxy may rewrite it; docs/PROXIES.md).
+        ...(via?.absolute ? { host: url.host } : {}),
+        ...(via?.authorization ? { "proxy-authorization": via.authorization } : {}),
+        ...headers,
+      },
     });
     const connectTimer = setTimeout(() => {
       const what = via ? `origin ${url.host} through proxy ${via.proxy.entry.url} (cache.proxies)` : `origin ${url.host}`;
