@@ -143,12 +143,15 @@ export async function run(opts: DemoOptions): Promise<void> {
     closers.push(() => new Promise((r) => origin.server.close(() => r())));
     say(`origin: ${origin.url}, throttled to ${rateMbps} MB/s, sha256 ${sha256}`);
 
-    const parsed = parsePolicy(`origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {root: ${JSON.stringify(root)}}`);
+    // No API server runs here to issue and verify pod tokens, so the demo turns identity off
+    // (the default, required, would have the cache answer 503: it cannot verify tokens).
+    const parsed = parsePolicy(`identity: {mode: "off"}\norigins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {root: ${JSON.stringify(root)}}`);
     if (!parsed.ok) throw new Error(parsed.errors.join("; "));
     const cache = await startCache({ root, host: "127.0.0.1", port: 0, policy: () => parsed.policy, log });
     closers.unshift(() => cache.close(1000));
     const policy: Policy = { ...parsed.policy, cache: { ...parsed.policy.cache, port: cache.port } };
-    say(`node cache: ${cache.url}, root ${root} (policy: origins.allowPrivate lets it fetch from the loopback origin)`);
+    say(`node cache: ${cache.url}, root ${root} (policy: origins.allowPrivate lets it fetch from the loopback origin;`);
+    say(`  identity.mode off: no API server here to issue pod tokens; in a cluster the default, required, sends and checks them)`);
 
     const files = `${origin.url}#sha256=${sha256}&name=model.bin`;
     say(`\npods are annotated  ${ANNOTATION.files}: ${files}`);

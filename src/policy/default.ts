@@ -13,7 +13,7 @@ injection:
   onInvalid: deny         # deny, or warn (admit unmutated with a warning)
 namespaces: {}            # per-namespace overrides: injection fields, originsAllow, fetcher.resources
 identity:
-  mode: "off"             # off, optional (rollout: tokens sent and checked, anonymous still served) or required
+  mode: required          # required (file requests need a verified pod token), optional (rollout: checked, anonymous still served) or off
   tokenExpirationSeconds: 600
   maxFillsPerNamespace: 8 # origin fills in flight per caller namespace (verified callers)
 fetcher:

@@ -62,7 +62,7 @@ const identity = z.strictObject({
    * optional: the init container sends a token and the cache verifies any token it gets, anonymous callers still served (rollout);
    * required: file requests without a valid token get 401.
    */
-  mode: z.enum(["off", "optional", "required"]).default("off"),
+  mode: z.enum(["off", "optional", "required"]).default("required"),
   /** expirationSeconds of the projected token (the API server's minimum is 600). */
   tokenExpirationSeconds: z.number().int().min(600, "must be at least 600 (the API server refuses shorter projected tokens)").max(86_400).default(600),
   /** Origin fills in flight started by one namespace's callers (joining a fill in flight costs nothing). */

@@ -13,7 +13,7 @@ import { cacheKey, ensurePath, objectPath } from "../../src/shared/protocol.js";
 import { fetchRaw, pseudoRandom, sha256Hex, startOrigin, type Origin } from "../support/origin.js";
 import { killAll, spawnCache as spawnCacheProcess, type CacheProcess } from "./spawn-cache.js";
 
-const POLICY_YAML = `origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\n`;
+const POLICY_YAML = `identity: {mode: "off"}\norigins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\n`;
 const PARTS_YAML = `${POLICY_YAML}cache: {parts: {size: 1Mi, concurrency: 2, minFileSize: 2Mi}}\n`;
 const MiB = 2 ** 20;
 let origin: Origin;

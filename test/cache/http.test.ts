@@ -19,7 +19,7 @@ let url = "";
 beforeAll(async () => {
   origin = await startOrigin();
   root = mkdtempSync(join(tmpdir(), "cache-http-"));
-  const r = parsePolicy(`origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}`);
+  const r = parsePolicy(`identity: {mode: "off"}\norigins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}`);
   if (!r.ok) throw new Error(r.errors.join());
   cache = await startCache({ root, host: "127.0.0.1", port: 0, policy: () => r.policy });
   sha256 = origin.put("/files/model%20v1.bin", content).sha256;

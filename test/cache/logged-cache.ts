@@ -19,7 +19,7 @@ export interface LoggedCache {
 export async function startLoggedCache(name: string, idleTimeout = "5s"): Promise<LoggedCache> {
   const origin = await startOrigin();
   const root = mkdtempSync(join(tmpdir(), `cache-${name}-`));
-  const r = parsePolicy(`origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {originRetries: 1, idleTimeout: ${idleTimeout}}`);
+  const r = parsePolicy(`identity: {mode: "off"}\norigins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {originRetries: 1, idleTimeout: ${idleTimeout}}`);
   if (!r.ok) throw new Error(r.errors.join());
   const logs: string[] = [];
   const log = pino({ level: "debug" }, { write: (line: string) => void logs.push(line) });

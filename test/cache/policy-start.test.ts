@@ -26,7 +26,7 @@ afterAll(async () => {
 describe("an invalid policy at start", () => {
   it("starts not ready with the errors, refuses file requests with 503, and becomes ready when the file is fixed", async () => {
     const policyFile = join(dir, "policy.yaml");
-    writeFileSync(policyFile, `origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {diskBudget: plenty}\n`);
+    writeFileSync(policyFile, `identity: {mode: "off"}\norigins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {diskBudget: plenty}\n`);
     const c = await spawnCache(["--root", join(dir, "root"), "--policy", policyFile], { CACHE_IO_POLICY_POLL_MS: "200" });
     const ready = await fetchRaw(`${c.url}/readyz`);
     expect(ready.status).toBe(503);
@@ -43,7 +43,7 @@ describe("an invalid policy at start", () => {
     expect(metrics).toContain('cache_io_policy_reloads_total{result="failure"} 1');
     expect(c.logs.some((l) => l.msg === "no valid policy; the cache is not ready and serves no files until the file is fixed")).toBe(true);
 
-    writeFileSync(policyFile, `origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {diskBudget: 1Gi}\n`);
+    writeFileSync(policyFile, `identity: {mode: "off"}\norigins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {diskBudget: 1Gi}\n`);
     await expect.poll(async () => (await fetchRaw(`${c.url}/readyz`)).status, { timeout: 10_000 }).toBe(200);
     const served = await fetchRaw(c.url + objectPath(cacheKey(url), url));
     expect(served.status).toBe(200);

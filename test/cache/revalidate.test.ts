@@ -23,7 +23,7 @@ const logLines: string[] = [];
 beforeAll(async () => {
   origin = await startOrigin();
   root = mkdtempSync(join(tmpdir(), "cache-reval-"));
-  const r = parsePolicy(`origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {revalidateAfter: ${TTL_MS}ms, maxStale: ${MAX_STALE_MS}ms, originRetries: 1}`);
+  const r = parsePolicy(`identity: {mode: "off"}\norigins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {revalidateAfter: ${TTL_MS}ms, maxStale: ${MAX_STALE_MS}ms, originRetries: 1}`);
   if (!r.ok) throw new Error(r.errors.join());
   const log = pino({ level: "info" }, { write: (line: string) => void logLines.push(line) });
   cache = await startCache({ root, host: "127.0.0.1", port: 0, policy: () => r.policy, retryBaseMs: 10, log });

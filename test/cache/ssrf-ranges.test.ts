@@ -75,7 +75,7 @@ beforeAll(async () => {
   guardConnections();
   origin = await startOrigin();
   root = mkdtempSync(join(tmpdir(), "cache-ssrf-"));
-  const r = parsePolicy(`origins: {allow: ["*"], allowPrivate: ["127.0.0.1"]}\ncache: {originRetries: 0, fillTimeout: 5s}`);
+  const r = parsePolicy(`identity: {mode: "off"}\norigins: {allow: ["*"], allowPrivate: ["127.0.0.1"]}\ncache: {originRetries: 0, fillTimeout: 5s}`);
   if (!r.ok) throw new Error(r.errors.join());
   const resolve = async (host: string) => {
     const address = names.get(host) ?? "127.0.0.1";

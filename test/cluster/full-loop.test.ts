@@ -7,25 +7,31 @@
 // mount says it is. Stand-in kept: no kubelet runs containers (no container runtime on
 // this machine), so the test runs the init command itself as src/cache/kubelet.ts does,
 // and each node's filesystem is a temp directory standing for the node's cache root.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+// Identity as the default policy has it (identity.mode required): each node cache verifies
+// tokens with its own ServiceAccount's token, and the init command sends the pod's bound
+// token (TokenRequest with boundObjectRef, written where the kubelet would project it).
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { V1Pod } from "@kubernetes/client-node";
+import { KubeConfig, type V1Container, type V1Pod } from "@kubernetes/client-node";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { startCache, type RunningCache } from "../../src/cache/index.js";
 import { hostPathOf, runInitContainer } from "../../src/cache/kubelet.js";
 import { parsePolicy } from "../../src/policy/load.js";
+import { TOKEN_PATH } from "../../src/shared/identity.js";
 import { pseudoRandom, startOrigin, type Origin } from "../support/origin.js";
 import { fetcherOf } from "../support/pod-fixtures.js";
 import { makeCertDir } from "../support/tls-secret.js";
 import type { Api } from "./api.js";
+import { boundToken } from "./bound-tokens.js";
 import { describeCluster } from "./context.js";
-import { adminApi, createNamespace, deleteNamespaces, scopeLabel, until } from "./kube.js";
+import { adminApi, createNamespace, deleteNamespaces, scopeLabel, serviceAccountToken, tokenKubeconfig, until } from "./kube.js";
 import { freePort } from "./processes.js";
 import { pointAtHost, registerWebhookConfig, renderedWebhookConfig, startHostWebhook, type HostWebhook } from "./webhook-host.js";
 
 const SCOPE = "loop";
 const NS = "loop-on";
+const NS_SYS = "loop-sys";
 const POLICY_ROOT = "/var/lib/cache-io"; // what the pods' hostPath volumes name (the policy default)
 const MIB = 2 ** 20;
 
@@ -47,8 +53,13 @@ describeCluster("the full loop: API server, scheduler, kwok node, init command, 
     const yaml = `origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {port: ${port}}\n`;
     const parsed = parsePolicy(yaml);
     if (!parsed.ok) throw new Error(parsed.errors.join("; "));
+    expect(parsed.policy.identity.mode).toBe("required"); // the default this loop runs with
+    await createNamespace(api, NS_SYS);
+    await api.must("POST", `/api/v1/namespaces/${NS_SYS}/serviceaccounts`, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "node-cache" } });
+    const own = new KubeConfig();
+    own.loadFromFile(tokenKubeconfig(c, await serviceAccountToken(api, NS_SYS, "node-cache"), NS_SYS));
     for (const n of c.nodes) {
-      caches.set(n.name, await startCache({ root: join(dir, n.name), host: n.ip, port, policy: () => parsed.policy }));
+      caches.set(n.name, await startCache({ root: join(dir, n.name), host: n.ip, port, nodeName: n.name, identityKubeConfig: own, policy: () => parsed.policy }));
     }
     writeFileSync(join(dir, "policy.yaml"), yaml);
     const certs = await makeCertDir();
@@ -67,7 +78,7 @@ describeCluster("the full loop: API server, scheduler, kwok node, init command, 
     await origin?.close();
     if (api) {
       await api.req("DELETE", `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/cache-io-${SCOPE}`);
-      await deleteNamespaces(api, [NS]);
+      await deleteNamespaces(api, [NS, NS_SYS]);
     }
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -78,6 +89,16 @@ describeCluster("the full loop: API server, scheduler, kwok node, init command, 
       metadata: { name, namespace: NS, annotations: { "cache.io/files": `${origin.url("/models/loop.bin")}#sha256=${sha}`, "cache.io/mount-path": "/models" } },
       spec: { ...(node ? { nodeSelector: { "kubernetes.io/hostname": node } } : {}), containers: [{ name: "app", image: "registry.example.com/app:1", command: ["sleep", "inf"] }] },
     };
+  }
+
+  /** The init container as the kubelet runs it: the pod's bound token projected at TOKEN_PATH (here: a file in `dir`). */
+  async function withToken(pod: V1Pod): Promise<V1Container> {
+    const projected = join(dir, "projected", pod.metadata!.name!);
+    mkdirSync(projected, { recursive: true });
+    writeFileSync(join(projected, "token"), await boundToken(api, pod));
+    const fetch = fetcherOf(pod)!;
+    expect(fetch.args).toContain(`TOKEN@${TOKEN_PATH}`);
+    return { ...fetch, args: fetch.args!.map((a) => a.replace(`@${TOKEN_PATH}`, `@${join(projected, "token")}`)) };
   }
 
   it("each node's pod gets its node's address as hostIP, and its init command fills that node's cache only", async () => {
@@ -93,7 +114,7 @@ describeCluster("the full loop: API server, scheduler, kwok node, init command, 
 
       const fetch = fetcherOf(pod)!;
       expect(fetch.env).toContainEqual({ name: "NODE_IP", valueFrom: { fieldRef: { apiVersion: "v1", fieldPath: "status.hostIP" } } });
-      const run = await runInitContainer(fetch, { fieldValues: { "status.hostIP": pod.status!.hostIP! }, timeoutMs: 120_000 });
+      const run = await runInitContainer(await withToken(pod), { fieldValues: { "status.hostIP": pod.status!.hostIP! }, timeoutMs: 120_000 });
       expect(run.stderr).toBe("");
       expect(run.code).toBe(0);
       expect(run.stdout).toMatch(new RegExp(`done loop\\.bin ${content.length} bytes .*sha256=${sha}\\n$`));
@@ -115,7 +136,7 @@ describeCluster("the full loop: API server, scheduler, kwok node, init command, 
     const node = c.nodes.find((n) => n.name === pod.spec!.nodeName)!;
     expect(pod.status!.hostIP).toBe(node.ip);
     const gets = origin.gets("/models/loop.bin");
-    const run = await runInitContainer(fetcherOf(pod)!, { fieldValues: { "status.hostIP": pod.status!.hostIP! } });
+    const run = await runInitContainer(await withToken(pod), { fieldValues: { "status.hostIP": pod.status!.hostIP! } });
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^cached loop\.bin/); // that node already has it
     expect(origin.gets("/models/loop.bin")).toBe(gets);

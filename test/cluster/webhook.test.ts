@@ -248,7 +248,8 @@ describeCluster("the webhook behind the real kube-apiserver", (c) => {
     expect(r.body.spec.containers[1].env).toBeUndefined();
     expect(r.body.spec.containers.map((x: { name: string }) => x.name)).toEqual(["app", "late"]);
     expect(r.body.spec.initContainers.filter((x: { name: string }) => x.name === "cache-io-fetch")).toHaveLength(1);
-    expect(r.body.spec.volumes.filter((v: { name: string }) => v.name.startsWith("cache-io-"))).toHaveLength(1);
+    // one volume for the file, one for the projected token (identity.mode required, the default), none twice
+    expect(r.body.spec.volumes.filter((v: { name: string }) => v.name.startsWith("cache-io-")).map((v: { name: string }) => v.name === "cache-io-token")).toEqual([false, true]);
   });
 
   it("CEL matchConditions run in the API server: unannotated and opted-out pods never reach the webhook", async () => {

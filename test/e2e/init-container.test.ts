@@ -34,7 +34,7 @@ afterAll(async () => {
 /** A node cache on its own root; returns the policy the webhook would use to point pods at it. */
 async function nodeCache(name: string, cacheYaml: string): Promise<Policy> {
   const root = join(dir, name);
-  const r = parsePolicy(`origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {root: ${root}, ${cacheYaml}}`);
+  const r = parsePolicy(`identity: {mode: "off"}\norigins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\ncache: {root: ${root}, ${cacheYaml}}`);
   if (!r.ok) throw new Error(r.errors.join());
   const running = await startCache({ root, host: "127.0.0.1", port: 0, policy: () => r.policy });
   caches.push(running);

@@ -41,16 +41,18 @@ export function loadPolicy(text: string): Policy {
   return r.policy;
 }
 
-/** The node cache on the host, bound to one node's bridge address (what its pods reach as status.hostIP). */
-export async function startNodeCache(policy: Policy, host: string, watch?: { nodeName: string; kubeconfig: string }): Promise<RunningCache> {
+/**
+ * The node cache on the host, bound to one node's bridge address (what its pods reach as
+ * status.hostIP). It verifies the pods' projected tokens (identity.mode required, the
+ * default) against the API server's keys read with `node.kubeconfig`; with `watchPods` it
+ * also watches the node's pods to know which files are mounted.
+ */
+export async function startNodeCache(policy: Policy, host: string, node: { nodeName: string; kubeconfig: string }, watchPods = false): Promise<RunningCache> {
   mkdirSync(policy.cache.root, { recursive: true });
   chmodSync(policy.cache.root, 0o755);
-  let kubeConfig: KubeConfig | null = null;
-  if (watch) {
-    kubeConfig = new KubeConfig();
-    kubeConfig.loadFromFile(watch.kubeconfig);
-  }
-  return startCache({ root: policy.cache.root, host, port: policy.cache.port, policy: () => policy, nodeName: watch?.nodeName, kubeConfig });
+  const kc = new KubeConfig();
+  kc.loadFromFile(node.kubeconfig);
+  return startCache({ root: policy.cache.root, host, port: policy.cache.port, policy: () => policy, nodeName: node.nodeName, identityKubeConfig: kc, kubeConfig: watchPods ? kc : null });
 }
 
 export interface Webhook {

@@ -59,7 +59,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     undo.push(() => origin.close());
     const text = policyYaml({ root, port: await freePort(node.ip), fetcherImage: images.refs.curl, fetcher: o.fetcher, cache: o.cache });
     const policy = loadPolicy(text);
-    const cache = await startNodeCache(policy, node.ip, o.watchPods ? { nodeName: node.name, kubeconfig: cp.kubeconfig } : undefined);
+    const cache = await startNodeCache(policy, node.ip, { nodeName: node.name, kubeconfig: cp.kubeconfig }, o.watchPods);
     undo.push(() => cache.close(100));
     const webhook = await startWebhook(cp.kube, k8sBinDir(), dir, writePolicy(dir, text));
     undo.push(() => webhook.stop());

@@ -7,7 +7,8 @@ import { cacheKey } from "../../src/shared/protocol.js";
 import { admit, app, DATA, fetcherOf, files, makePod, MODEL, patchOf, realisticPods, SHA, testPolicy } from "../support/pod-fixtures.js";
 import { podProblems, restrictedProblems, restrictedVolumeProblems } from "../support/pod-rules.js";
 
-const policy = testPolicy();
+// Not about identity: the exact shapes below are those without the token (test/webhook/identity.test.ts adds it).
+const policy = testPolicy('identity: {mode: "off"}');
 const NODE_IP = { name: "NODE_IP", valueFrom: { fieldRef: { fieldPath: "status.hostIP" } } };
 const containerNames = (pod: V1Pod, kind: "containers" | "initContainers") => (pod.spec?.[kind] ?? []).map((c) => c.name);
 
@@ -146,14 +147,14 @@ describe("what the mutation adds", () => {
   });
 
   it("uses the namespace's overrides of mode and mount path", () => {
-    const p = testPolicy("namespaces: {ml: {mode: copy, mountPath: /data/models}}");
+    const p = testPolicy('identity: {mode: "off"}\nnamespaces: {ml: {mode: copy, mountPath: /data/models}}');
     const pod = makePod(files(MODEL));
     expect(admit(pod, p, { namespace: "ml" }).after.spec?.containers[0]?.volumeMounts).toEqual([{ name: "cache-io-files", mountPath: "/data/models", readOnly: true }]);
     expect(admit(pod, p, { namespace: "other" }).after.spec?.containers[0]?.volumeMounts?.[0]?.mountPath).toBe("/cache/llama-7b.bin");
   });
 
   it("uses the fetcher image, pull policy, user, retries and cache port from the policy", () => {
-    const p = testPolicy("fetcher: {image: reg.internal/curl:8, imagePullPolicy: Always, runAsUser: 4242, retries: 3}\ncache: {port: 9000, root: /srv/cache/}");
+    const p = testPolicy('identity: {mode: "off"}\nfetcher: {image: reg.internal/curl:8, imagePullPolicy: Always, runAsUser: 4242, retries: 3}\ncache: {port: 9000, root: /srv/cache/}');
     const { after } = admit(makePod(files(MODEL)), p);
     const f = fetcherOf(after)!;
     expect(f).toMatchObject({ image: "reg.internal/curl:8", imagePullPolicy: "Always", securityContext: { runAsUser: 4242, runAsGroup: 4242 } });

@@ -9,8 +9,8 @@ import { review } from "../../src/webhook/review.js";
 import { admissionReview, app, fetcherOf, makePod, patched, responseOf, testPolicy } from "../support/pod-fixtures.js";
 import { podProblems } from "../support/pod-rules.js";
 
-const policy = testPolicy("origins: {allow: ['*.example.com', example.org, '10.0.0.1', '[::1]']}\ninjection: {maxFiles: 8}");
-const warnPolicy = testPolicy("injection: {onInvalid: warn}");
+const policy = testPolicy(`identity: {mode: "off"}\norigins: {allow: ['*.example.com', example.org, '10.0.0.1', '[::1]']}\ninjection: {maxFiles: 8}`);
+const warnPolicy = testPolicy('identity: {mode: "off"}\ninjection: {onInvalid: warn}');
 
 const HOSTILE = [
   ";", "|", "&", "&&", "$", "$(", "${", "$(NODE_IP)", "$$(", "`", "'", '"', "\\", "<", ">", "*", "?", "[", "]", "{", "}", "(", ")",

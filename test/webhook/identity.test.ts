@@ -45,8 +45,14 @@ describe("identity.mode", () => {
     expect(after.spec!.volumes!.some((v) => v.name === "cache-io-token")).toBe(true);
   });
 
-  it("off (the default) adds no token volume, mount or curl variable", () => {
+  it("required is the default: the token volume, its mount and the curl variable are added", () => {
     const { after } = admit(annotated(), testPolicy());
+    expect(after.spec!.volumes!.some((v) => v.name === "cache-io-token" && v.projected)).toBe(true);
+    expect(fetcherOf(after)!.args).toContain("--expand-header");
+  });
+
+  it("off adds no token volume, mount or curl variable", () => {
+    const { after } = admit(annotated(), testPolicy('identity: {mode: "off"}'));
     expect(after.spec!.volumes!.some((v) => v.projected)).toBe(false);
     expect(fetcherOf(after)!.args).not.toContain("--variable");
     expect(fetcherOf(after)!.volumeMounts ?? []).toEqual([]);

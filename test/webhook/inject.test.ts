@@ -13,7 +13,7 @@ import { podSites } from "../../src/webhook/workloads.js";
 import { app, MODEL, testPolicy } from "../support/pod-fixtures.js";
 import { podProblems } from "../support/pod-rules.js";
 
-const policy = testPolicy();
+const policy = testPolicy('identity: {mode: "off"}');
 const template = (files = MODEL) => ({ metadata: { labels: { app: "web" }, annotations: { "cache.io/files": files } }, spec: { containers: [app()] } });
 const meta = (kind: string) => ({ name: kind.toLowerCase(), namespace: "ml" });
 
@@ -77,7 +77,7 @@ describe("inject on multi-document YAML", () => {
   });
 
   it("resolves per-namespace policy from the object's namespace, else from --namespace", () => {
-    const p = testPolicy("namespaces: {ml: {mode: copy}, team: {mountPath: /team}}");
+    const p = testPolicy('identity: {mode: "off"}\nnamespaces: {ml: {mode: copy}, team: {mountPath: /team}}');
     const withNs = podsIn(yamlDocs(injectText(text, p, { namespace: "team" }).stdout));
     expect(withNs[0]?.spec?.volumes).toEqual([{ name: "cache-io-files", emptyDir: {} }]); // metadata.namespace: ml
     const noNs = { ...WORKLOADS.Deployment, metadata: { name: "d" } };
@@ -120,7 +120,7 @@ describe("the real process: node dist/cli/main.js inject", () => {
   });
 
   it("uses --copy-only and a policy file, with warnings on stderr", () => {
-    const policyFile = write("policy.yaml", "cache: {port: 9999}\n");
+    const policyFile = write("policy.yaml", 'identity: {mode: "off"}\ncache: {port: 9999}\n');
     const pod = { ...WORKLOADS.Pod, metadata: { name: "p", annotations: { "cache.io/files": MODEL, "cache.io/mode": "mount" } } };
     const r = cli(["-f", "-", "-o", "json", "--copy-only", "-p", policyFile], JSON.stringify(pod));
     expect(r.status).toBe(0);

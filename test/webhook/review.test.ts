@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { review } from "../../src/webhook/review.js";
 import { admissionReview, files, makePod, MODEL, patchOf, responseOf, testPolicy } from "../support/pod-fixtures.js";
 
-const policy = testPolicy();
+const policy = testPolicy('identity: {mode: "off"}');
 const pod = makePod(files(MODEL));
 const run = (body: unknown, copyOnly = false) => review(body, policy, { copyOnly });
 
