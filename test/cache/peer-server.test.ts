@@ -167,6 +167,12 @@ describe("startCache's peer listener", () => {
     expect(refused).toBe(true);
   });
 
+  it("refuses a peer port that is the main port, naming both settings", async () => {
+    await expect(startCache({ root: join(dir, "fourth"), host: "127.0.0.1", port: 18585, peerPort: 18585, policy: () => policy })).rejects.toThrow(
+      /the peer port 18585 is the node cache's port too: give cache.peers.port \(or --peer-port\) another port than cache.port \(or --port\)/,
+    );
+  });
+
   it("is not started without peerPort", async () => {
     const c = await startCache({ root: join(dir, "third"), host: "127.0.0.1", port: 0, policy: () => policy });
     try {
