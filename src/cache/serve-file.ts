@@ -13,6 +13,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:
 import { CacheError } from "./errors.js";
 import type { BufferPool, Pacer } from "./limits.js";
 import type { Acquired, NodeCache } from "./node-cache.js";
+import { parseVersion } from "./peers/fetch.js";
 import { PEER_HEADERS } from "./peers/types.js";
 import type { ObjectRequest } from "./request.js";
 import type { ObjectMeta } from "./store.js";
@@ -39,15 +40,8 @@ export function originVersion(v: OriginVersion): string {
 /** A resume's x-cache-io-if-origin-version names these very bytes (else the whole file is sent). */
 export function sameOriginVersion(header: string | string[] | undefined, v: OriginVersion): boolean {
   if (typeof header !== "string") return header === undefined;
-  let asked: unknown;
-  try {
-    asked = JSON.parse(header);
-  } catch {
-    return false;
-  }
-  if (typeof asked !== "object" || asked === null) return false;
-  const a = asked as Record<string, unknown>;
-  return a.size === v.size && (a.etag ?? undefined) === (v.etag ?? undefined) && (a.lastModified ?? undefined) === (v.lastModified ?? undefined);
+  const asked = parseVersion(header, v.size);
+  return !!asked && asked.etag === (v.etag || undefined) && asked.lastModified === (v.lastModified || undefined);
 }
 
 const READ_CHUNK = 1 << 20;
