@@ -240,7 +240,8 @@ function parseMeta(text: string, key: string): ObjectMeta {
   const ok =
     m.key === key && typeof m.url === "string" && Number.isSafeInteger(m.size) && typeof m.sha256 === "string" &&
     SHA256_HEX.test(m.sha256) && typeof m.ino === "string" && typeof m.fetchedAt === "string" && typeof m.validatedAt === "string" &&
-    (m.ctimeNs === undefined || typeof m.ctimeNs === "string") && (m.mtimeNs === undefined || typeof m.mtimeNs === "string");
+    (m.ctimeNs === undefined || typeof m.ctimeNs === "string") && (m.mtimeNs === undefined || typeof m.mtimeNs === "string") &&
+    (m.namespace === undefined || typeof m.namespace === "string");
   if (!ok) throw new Error(`invalid ${META_FILE} for ${key}`);
   return m as ObjectMeta;
 }

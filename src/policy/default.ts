@@ -11,11 +11,12 @@ injection:
   mountPath: /cache
   mode: mount             # mount (zero-copy hostPath) or copy (emptyDir)
   onInvalid: deny         # deny, or warn (admit unmutated with a warning)
-namespaces: {}            # per-namespace overrides: injection fields, originsAllow, fetcher.resources
+namespaces: {}            # per-namespace overrides: injection fields, originsAllow, fetcher.resources, diskShare
 identity:
   mode: required          # required (file requests need a verified pod token), optional (rollout: checked, anonymous still served) or off
   tokenExpirationSeconds: 600
   maxFillsPerNamespace: 8 # origin fills in flight per caller namespace (verified callers)
+  diskSharePerNamespace: 1  # share of cache.diskBudget one namespace's files may hold (1: no cap; namespaces.<ns>.diskShare overrides)
 fetcher:
   image: curlimages/curl:8.11.1
   imagePullPolicy: IfNotPresent

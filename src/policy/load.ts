@@ -47,13 +47,21 @@ export interface NamespaceSettings {
 
 export function settingsFor(policy: Policy, namespace: string | undefined): NamespaceSettings {
   const o = (namespace && policy.namespaces[namespace]) || {};
-  const { originsAllow, fetcher, ...injection } = o;
+  const { originsAllow, fetcher, diskShare: _share, ...injection } = o;
   return {
     injection: { ...policy.injection, ...stripUndefined(injection) },
     origins: { ...policy.origins, allow: originsAllow ?? policy.origins.allow },
     fetcherResources: fetcher?.resources ?? policy.fetcher.resources,
     keyIgnore: policy.cache.keyIgnoreQuery,
   };
+}
+
+/** The share of cache.diskBudget one namespace's files may hold, and the field that sets it. */
+export function diskShareOf(policy: Policy, namespace: string): { share: number; field: string } {
+  const own = Object.hasOwn(policy.namespaces, namespace) ? policy.namespaces[namespace]!.diskShare : undefined;
+  return own === undefined
+    ? { share: policy.identity.diskSharePerNamespace, field: "identity.diskSharePerNamespace" }
+    : { share: own, field: `namespaces.${namespace}.diskShare` };
 }
 
 /** The node cache serves every namespace: it allows the union of all allow-lists. */

@@ -53,6 +53,8 @@ const namespaceOverride = z.strictObject({
   originsAllow: z.array(hostPattern).optional(),
   /** Replaces fetcher.resources for pods in this namespace (for its LimitRange). */
   fetcher: z.strictObject({ resources: fetcherResources }).optional(),
+  /** Replaces identity.diskSharePerNamespace for this namespace's callers. */
+  diskShare: z.number().gt(0, "must be more than 0 and at most 1 (a share of cache.diskBudget)").max(1, "must be at most 1 (a share of cache.diskBudget)").optional(),
 });
 
 /** Who may ask the node cache (src/shared/identity.ts, docs/CACHE.md "Who may ask"). */
@@ -67,6 +69,8 @@ const identity = z.strictObject({
   tokenExpirationSeconds: z.number().int().min(600, "must be at least 600 (the API server refuses shorter projected tokens)").max(86_400).default(600),
   /** Origin fills in flight started by one namespace's callers (joining a fill in flight costs nothing). */
   maxFillsPerNamespace: z.number().int().min(1).default(8),
+  /** Share of cache.diskBudget that files filled by one namespace's callers may hold (1: no cap of its own). */
+  diskSharePerNamespace: z.number().gt(0, "must be more than 0 and at most 1 (a share of cache.diskBudget)").max(1, "must be at most 1 (a share of cache.diskBudget)").default(1),
 });
 
 const prepullImage = z.union([
