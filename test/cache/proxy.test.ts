@@ -300,6 +300,7 @@ describe("a proxy that wants credentials", () => {
     const r = await get(`http://files.proxied.test:${origin.port}/plain.bin`, settings([{ ...via("*", locked.url, mode), secretDir: dir }]));
     expect(r.status).toBe(200);
     expect(locked.requests().at(-1)).toMatch(mode === "connect" ? /^CONNECT 127\.0\.0\.1:/ : /^GET http:\/\/127\.0\.0\.1:/);
+    expect(origin.requests.at(-1)!.headers["proxy-authorization"]).toBeUndefined(); // for the proxy only
   });
 
   it("names the Secret when the proxy does not accept what it holds (tinyproxy answers CONNECT with 401, squid with 407)", async () => {
