@@ -68,7 +68,7 @@ async function main(): Promise<void> {
   const { sha256 } = origin.put("/big.bin", content);
   const dir = await tempDir("slow-readers");
   const policyFile = join(dir, "policy.yaml");
-  writeFileSync(policyFile, `origins: {allowPrivate: ["127.0.0.1"]}\ncache: {diskBudget: 4Gi, sendTimeout: ${a["send-timeout"]}}\n`);
+  writeFileSync(policyFile, `identity: {mode: "off"}\norigins: {allowPrivate: ["127.0.0.1"]}\ncache: {diskBudget: 4Gi, sendTimeout: ${a["send-timeout"]}}\n`);
   const cache = start(process.execPath, [a.cli, "cache", "--host", "127.0.0.1", "--port", "0", "--root", join(dir, "root"), "--policy", policyFile], { log: join(dir, "cache.log") });
   const port = Number((await waitForLog(cache, /"port":(\d+)[^\n]*"cache listening"/))[1]);
   const url = origin.url("/big.bin");

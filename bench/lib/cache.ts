@@ -20,6 +20,7 @@ export interface CacheProc {
 /** BENCH_PARTS="{size: 8Mi, concurrency: 16}" sets cache.parts (default: the policy's). */
 function policyYaml(root: string): string {
   return [
+    'identity: {mode: "off"}   # no API server here to verify pod tokens',
     "origins:",
     '  allowPrivate: ["127.0.0.1"]   # the benchmark origin is on loopback',
     "cache:",

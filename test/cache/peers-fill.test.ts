@@ -16,7 +16,7 @@ import { policyOf } from "./policy-of.js";
 import { killAll, killGroup, spawnCache } from "./spawn-cache.js";
 
 const MiB = 2 ** 20;
-const BASE = `origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\n`;
+const BASE = `identity: {mode: "off"}\norigins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\n`;
 const POLICY = `${BASE}cache: {originRetries: 1, peers: {idleTimeout: 8s, maxTries: 2}}\n`;
 let origin: Origin;
 let dir: string;

@@ -3,7 +3,7 @@
 // every cache_io_* metric the alerts and dashboard use is one the code exports, and a
 // full scrape of each component passes `promtool check metrics`.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -50,10 +50,12 @@ let cachePort: number;
 let objs: Obj[];
 beforeAll(async () => {
   certs = mkdtempSync(join(tmpdir(), "live-certs-"));
+  const policy = join(certs, "policy.yaml");
+  writeFileSync(policy, 'identity: {mode: "off"}  # no API server here to verify tokens\n');
   [objs, webhookPort, cachePort] = await Promise.all([
     kustomize("deploy/default"),
     start(["webhook", "--host", "127.0.0.1", "--port", "0", "--certs", certs], /listening on https:\/\/127\.0\.0\.1:(\d+)/),
-    start(["cache", "--host", "127.0.0.1", "--port", "0", "--root", mkdtempSync(join(tmpdir(), "live-root-"))], /"port":(\d+)/, { LOG_LEVEL: "info" }),
+    start(["cache", "--host", "127.0.0.1", "--port", "0", "--policy", policy, "--root", mkdtempSync(join(tmpdir(), "live-root-"))], /"port":(\d+)/, { LOG_LEVEL: "info" }),
   ]);
 });
 afterAll(() => {
