@@ -4,7 +4,7 @@
 // pre-warm, and eviction when a reloaded policy shrinks the budget.
 import type { KubeConfig } from "@kubernetes/client-node";
 import { mkdir } from "node:fs/promises";
-import { cacheOriginRules } from "../policy/load.js";
+import { cacheOriginRules, diskShareOf } from "../policy/load.js";
 import type { Policy } from "../policy/schema.js";
 import { logger, type Logger } from "../shared/log.js";
 import { checkOriginUrl, type OriginRules } from "../shared/origin.js";
@@ -87,6 +87,7 @@ export class NodeCache {
       recentWindow: () => `${Math.round(windowMs() / 1000)}s (cache.recentUseWindow)`,
       blocked: () => this.inUse.blocked(),
       evict: (k) => this.#evict(k),
+      share: (ns) => diskShareOf(policy(), ns),
     });
     this.metrics = new CacheMetrics({
       fillsInProgress: () => this.filler.inFlight,
