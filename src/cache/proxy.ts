@@ -126,7 +126,7 @@ export async function openTunnel(route: ProxyRoute, target: CheckedTarget, signa
         resolve(sock);
       }
     };
-    const onAbort = () => done(new CacheError(504, "timeout", `the tunnel through ${named(route)} to ${to} was abandoned`, true));
+    const onAbort = () => done(new CacheError(504, "timeout", `the tunnel through ${named(route)} to ${to} was abandoned`));
     const onError = (err: NodeJS.ErrnoException) =>
       done(new CacheError(502, "network", `cannot reach ${named(route)}: ${err.message}${err.code ? ` (${err.code})` : ""}; check that the proxy runs, or fix cache.proxies`, true));
     const onEnd = () => done(new CacheError(502, "network", `${named(route)} closed the connection before answering CONNECT ${to}`, true));
@@ -168,7 +168,7 @@ export async function tunnelTo(route: ProxyRoute, target: CheckedTarget, o: Tunn
   const name = bare(o.hostname);
   return new Promise((resolve, reject) => {
     const t = tlsConnect({ socket: sock, host: name, ...(isIP(name) ? {} : { servername: name }), ...(o.ca ? { ca: o.ca } : {}) });
-    const onAbort = () => t.destroy(new CacheError(504, "timeout", `the TLS handshake with ${name} through ${named(route)} was abandoned`, true));
+    const onAbort = () => t.destroy(new CacheError(504, "timeout", `the TLS handshake with ${name} through ${named(route)} was abandoned`));
     let settled = false;
     o.signal.addEventListener("abort", onAbort, { once: true });
     t.once("secureConnect", () => {

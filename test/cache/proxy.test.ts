@@ -17,6 +17,7 @@ import type { ProxyEntry } from "../../src/policy/proxies.js";
 import { logger } from "../../src/shared/log.js";
 import { pseudoRandom, startOrigin, type Origin } from "../support/origin.js";
 import { startProxy, startTlsOrigin, type Proxy, type TlsOrigin } from "../support/proxy.js";
+import { eventually } from "../support/tls-client.js";
 
 const NAMES: Record<string, string> = {
   "files.proxied.test": "127.0.0.1",
@@ -43,7 +44,10 @@ beforeAll(async () => {
   tls = await startTlsOrigin(["secure.proxied.test"]);
   // A "proxy" that accepts connections and never answers.
   const sockets: Socket[] = [];
-  const quiet = createNetServer((s) => void sockets.push(s));
+  const quiet = createNetServer((s) => {
+    sockets.push(s);
+    s.resume(); // reads (and drops) the CONNECT, so it sees when the client goes
+  });
   quiet.listen(0, "127.0.0.1");
   await once(quiet, "listening");
   silent = { server: quiet, port: (quiet.address() as { port: number }).port, sockets };
@@ -241,6 +245,21 @@ describe("a proxy that fails", () => {
     expect(err.reason).toBe("timeout");
     expect(err.message).toContain(`through proxy ${quiet} (cache.proxies)`);
     expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it("that never answers, when the fill is abandoned: the tunnel being set up is closed too", async () => {
+    const quiet = `http://127.0.0.1:${silent.port}`;
+    const known = silent.sockets.length;
+    const stop = new AbortController();
+    const pending = originGet(`http://files.proxied.test:${origin.port}/plain.bin`, settings([via("*", quiet)], { connectTimeout: 60_000 }), {}, stop.signal);
+    const outcome = pending.then(() => undefined, (e: unknown) => e);
+    await eventually(() => (silent.sockets.length > known ? true : undefined), "the proxy leg to be connected");
+    stop.abort();
+    const err = (await outcome) as CacheError;
+    expect(err).toBeInstanceOf(CacheError);
+    expect(err.transient).toBe(false);
+    const leg = silent.sockets[known]!;
+    await eventually(() => (leg.closed || leg.readableEnded ? true : undefined), "the proxy leg to be closed");
   });
 
   it("ends its connect timeout when the tunnel is up: an origin that thinks longer than cache.connectTimeout is waited for", async () => {
