@@ -90,6 +90,15 @@ async function failure(p: Promise<unknown>): Promise<CacheError> {
 
 const newRequests = (before: number) => proxy.requests().slice(before);
 
+/** A loopback port nothing listens on (it was free a moment ago). */
+async function closedPort(): Promise<number> {
+  const s = createNetServer().listen(0, "127.0.0.1");
+  await once(s, "listening");
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
 describe("through the proxy", () => {
   it("asks for a CONNECT tunnel to the checked address of an http origin, and sends the name as Host inside it", async () => {
     const content = pseudoRandom(300_000, 41);
@@ -228,14 +237,18 @@ describe("the origin rules still apply to the origin", () => {
 
 describe("a proxy that fails", () => {
   it("that is down: a transient error naming cache.proxies and the proxy", async () => {
-    const closed = createNetServer().listen(0, "127.0.0.1");
-    await once(closed, "listening");
-    const down = `http://127.0.0.1:${(closed.address() as { port: number }).port}`;
-    await new Promise((r) => closed.close(r)); // nothing listens there now
+    const down = `http://127.0.0.1:${await closedPort()}`;
     const err = await failure(get(`http://files.proxied.test:${origin.port}/plain.bin`, settings([via("*.proxied.test", down)])));
     expect(err.transient).toBe(true);
     expect(err.message).toContain(`proxy ${down} (cache.proxies entry "*.proxied.test")`);
     expect(err.message).toMatch(/ECONNREFUSED/);
+  });
+
+  it("that cannot reach the origin: the proxy's 5xx is a transient error (the fill retries)", async () => {
+    const port = await closedPort();
+    const err = await failure(get(`http://files.proxied.test:${port}/gone.bin`, settings([via("*")])));
+    expect(err.message).toMatch(new RegExp(`proxy ${proxy.url} \\(cache.proxies entry "\\*"\\) answered 5\\d\\d to CONNECT 127.0.0.1:${port} \\(it could not reach the origin; retried\\)`));
+    expect(err.transient).toBe(true);
   });
 
   it("that never answers CONNECT: the connect timeout covers the proxy leg", async () => {
