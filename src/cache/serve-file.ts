@@ -110,8 +110,9 @@ export async function serveObject(cache: NodeCache, req: IncomingMessage, res: S
   const gone = new AbortController();
   res.once("close", () => gone.abort());
   let first: Acquired | undefined;
-  const whole = req.method === "GET" && req.headers.range === undefined && req.headers["if-none-match"] === undefined && req.headers["if-modified-since"] === undefined;
-  if (whole) {
+  // A file still filling streams to an unconditional GET, also of one range (a peer's resume).
+  const streamable = req.method === "GET" && req.headers["if-range"] === undefined && req.headers["if-none-match"] === undefined && req.headers["if-modified-since"] === undefined;
+  if (streamable) {
     first = await cache.acquire(params);
     if ("fill" in first && (await serveGrowing(cache, req, res, params, first.fill, gone.signal, send))) return;
   }

@@ -6,6 +6,7 @@
 // x-cache-io-origin-status) on both ports, cache.peers.maxBandwidth over all peer
 // downloads together, peerBytes{out}.
 import { mkdtempSync, rmSync } from "node:fs";
+import { get, type IncomingHttpHeaders } from "node:http";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,6 +24,7 @@ let cache: RunningCache;
 let policy: Policy;
 const small = pseudoRandom(200_000, 3);
 const big = pseudoRandom(3 * MB, 4);
+const slow2 = pseudoRandom(4 * MB, 6);
 
 const policyYaml = (extra = "") => `
 origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}
@@ -36,6 +38,8 @@ beforeAll(async () => {
   origin.put("/big.bin", big);
   origin.put("/slow.bin", pseudoRandom(1 * MB, 5));
   origin.rateFor.set("/slow.bin", 250_000);
+  origin.put("/slow2.bin", slow2);
+  origin.rateFor.set("/slow2.bin", 500_000);
   dir = mkdtempSync(join(tmpdir(), "cache-peer-server-"));
   policy = policyOf(policyYaml());
   cache = await startCache({ root: dir, host: "127.0.0.1", port: 0, peerPort: 0, policy: () => policy });
@@ -46,6 +50,24 @@ afterAll(async () => {
   await origin?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
+
+/** A GET whose status and headers are known before its body ends. */
+function headersOf(url: string, headers: Record<string, string>) {
+  let body!: Promise<Buffer>;
+  const head = new Promise<{ status: number; headers: IncomingHttpHeaders }>((resolve, reject) => {
+    const req = get(url, { headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      body = new Promise((done, fail) => {
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => done(Buffer.concat(chunks)));
+        res.on("error", fail);
+      });
+      resolve({ status: res.statusCode ?? 0, headers: res.headers });
+    });
+    req.on("error", reject);
+  });
+  return { head, get body() { return head.then(() => body); } };
+}
 
 const objects = (path: string) => objectPath(cacheKey(origin.url(path)), origin.url(path));
 const peer = (p: string, headers: Record<string, string> = {}) => fetchRaw(cache.peerUrl! + p, { headers });
@@ -97,6 +119,35 @@ describe("the peer port", () => {
     expect(r.headers.etag).toBeUndefined(); // it streamed: the sha256 was not known yet
     expect(JSON.parse(String(r.headers["x-cache-io-origin-version"]))).toEqual({ size: 1 * MB, etag: expect.stringMatching(/^"v\d+-/), lastModified: expect.any(String) });
   });
+
+  it("a resume of a file still filling (Range + its version) streams at once as a 206; another version waits for the whole file", async () => {
+    const p = objects("/slow2.bin");
+    const t0 = performance.now();
+    const first = headersOf(cache.peerUrl! + p, {});
+    const { headers } = await first.head;
+    const version = String(headers["x-cache-io-origin-version"]);
+    const resumed = headersOf(cache.peerUrl! + p, { range: "bytes=100000-", "x-cache-io-if-origin-version": version });
+    const head = await resumed.head;
+    const headAt = (performance.now() - t0) / 1000;
+    expect(head.status).toBe(206);
+    expect(head.headers["content-range"]).toBe(`bytes 100000-${slow2.length - 1}/${slow2.length}`);
+    const [whole, part] = await Promise.all([first.body, resumed.body]);
+    const doneAt = (performance.now() - t0) / 1000;
+    expect(whole.equals(slow2)).toBe(true);
+    expect(part.equals(slow2.subarray(100000))).toBe(true);
+    // 4 MB at 500 KB/s: the fill takes about 8 s; the resume was answered once its first MiB was on disk (fills write 1 MiB at a time).
+    expect(doneAt - headAt).toBeGreaterThan(2.5);
+
+    origin.put("/slow3.bin", small);
+    origin.rateFor.set("/slow3.bin", 100_000);
+    const q = objects("/slow3.bin");
+    const again = headersOf(cache.peerUrl! + q, {});
+    const v3 = JSON.parse(String((await again.head).headers["x-cache-io-origin-version"]));
+    const other = await peer(q, { range: "bytes=100000-", "x-cache-io-if-origin-version": JSON.stringify({ ...v3, etag: '"old"' }) });
+    expect(other.status).toBe(200);
+    expect(other.body.equals(small)).toBe(true);
+    await again.body;
+  }, 30_000);
 
   it("error responses carry x-cache-io-error and the origin's status, on both ports", async () => {
     origin.cue("/gone.bin", { status: 404, times: 2 });
