@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCache, type RunningCache } from "../../src/cache/index.js";
+import { TokenBucket } from "../../src/cache/limits.js";
 import type { Policy } from "../../src/policy/schema.js";
 import { cacheKey, ensurePath, objectPath } from "../../src/shared/protocol.js";
 import { fetchRaw, pseudoRandom, startOrigin, type Origin } from "../support/origin.js";
@@ -232,5 +233,33 @@ describe("startCache's peer listener", () => {
     } finally {
       await c.close(100);
     }
+  });
+});
+
+describe("the peer bandwidth bucket (TokenBucket)", () => {
+  it("lets a quarter second's bytes go at once, then queues takers at the rate, in order", () => {
+    let now = 0;
+    let rate = 1_000_000;
+    const b = new TokenBucket(() => rate, () => now);
+    expect(b.reserve(250_000)).toBe(0);
+    expect(b.reserve(500_000)).toBe(500);
+    expect(b.reserve(500_000)).toBe(1000); // a second taker waits behind the first
+    now = 5000; // idle: the bucket refills, but no more than the burst
+    expect(b.reserve(250_000)).toBe(0);
+    expect(b.reserve(100_000)).toBe(100);
+    rate = 0; // 0: no limit, at once
+    expect(b.reserve(10_000_000)).toBe(0);
+  });
+
+  it("chunks are a twentieth of a second's bytes, 16 KiB to 1 MiB", () => {
+    let rate = 1_000_000;
+    const b = new TokenBucket(() => rate);
+    expect(b.chunk()).toBe(50_000);
+    rate = 100_000;
+    expect(b.chunk()).toBe(16 << 10);
+    rate = 0;
+    expect(b.chunk()).toBe(1 << 20);
+    rate = 1e9;
+    expect(b.chunk()).toBe(1 << 20);
   });
 });
