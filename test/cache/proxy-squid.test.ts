@@ -7,11 +7,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { CacheError } from "../../src/cache/errors.js";
-import { originGet, type OriginSettings } from "../../src/cache/origin.js";
+import type { OriginSettings } from "../../src/cache/origin.js";
 import type { ProxyEntry } from "../../src/policy/proxies.js";
 import { startOrigin, type Origin } from "../support/origin.js";
-import { startSquid, startTlsOrigin, type Proxy, type TlsOrigin } from "../support/proxy.js";
+import { failureOf as failure, fetchVia, proxiedSettings, startSquid, startTlsOrigin, type Proxy, type TlsOrigin } from "../support/proxy.js";
 import { eventually } from "../support/tls-client.js";
 
 let squid: Proxy;
@@ -39,28 +38,15 @@ afterAll(async () => {
   if (secretDir) rmSync(secretDir, { recursive: true, force: true });
 });
 
+const NAMES = { "secure.squid.test": "127.0.0.1", "files.squid.test": "127.0.0.1" };
+
 function settings(entry: Omit<ProxyEntry, "host" | "http"> & Partial<ProxyEntry>): OriginSettings {
-  return {
-    rules: { allow: ["*"], schemes: ["https", "http"], allowPrivate: ["127.0.0.1"] },
-    connectTimeout: 10_000,
-    idleTimeout: 10_000,
-    resolve: async () => [{ address: "127.0.0.1", family: 4 }],
-    ca: tls.bundle.caCert,
-    proxies: [{ host: "*", http: "connect", ...entry }],
-  };
+  return proxiedSettings({ names: NAMES, ca: tls.bundle.caCert }, [{ host: "*", http: "connect", ...entry }], { connectTimeout: 10_000 });
 }
 
 async function get(url: string, s: OriginSettings): Promise<{ status: number; text: string }> {
-  const r = await originGet(url, s, {}, AbortSignal.timeout(20_000));
-  let text = "";
-  for await (const c of r.res) text += (c as Buffer).toString();
-  return { status: r.res.statusCode ?? 0, text };
-}
-
-async function failure(p: Promise<unknown>): Promise<CacheError> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
-  expect(err).toBeInstanceOf(CacheError);
-  return err as CacheError;
+  const r = await fetchVia(url, s);
+  return { status: r.status, text: r.body.toString() };
 }
 
 /** squid logs a request when it ends. */

@@ -2,17 +2,21 @@
 // temp dir, started by the test and stopped in afterAll: Debian's tinyproxy (its log's
 // "Request (file descriptor N): CONNECT 127.0.0.1:4443 HTTP/1.1" lines) and squid (its
 // access log's "TCP_TUNNEL/200 ... CONNECT 127.0.0.1:4443" lines). What a proxy logged
-// it was asked for proves a fetch went through it. Also an https origin to put behind them.
+// it was asked for proves a fetch went through it. Also what tests put around them: an
+// https origin, a "proxy" that never answers, and the origin client's settings and calls.
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
-import { createServer, connect } from "node:net";
+import { createServer, connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { TLSSocket } from "node:tls";
 import { generateBundle, type CertBundle } from "../../src/certs/generate.js";
+import { CacheError } from "../../src/cache/errors.js";
+import { originGet, type OriginSettings, type ResolvedAddress } from "../../src/cache/origin.js";
+import type { ProxyEntry } from "../../src/policy/proxies.js";
 
 export interface Proxy {
   /** http://127.0.0.1:port */
@@ -217,4 +221,53 @@ export async function startTlsOrigin(names: string[], body = "secret bytes\n"): 
       server.close();
     },
   };
+}
+
+/** A "proxy" on loopback that accepts connections, reads what it is sent and never answers. */
+export async function startSilentProxy(): Promise<{ url: string; sockets: Socket[]; close(): void }> {
+  const sockets: Socket[] = [];
+  const server = createServer((sock) => {
+    sockets.push(sock);
+    sock.resume(); // reading, it sees when the client goes
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    sockets,
+    close: () => {
+      for (const sock of sockets) sock.destroy();
+      server.close();
+    },
+  };
+}
+
+/** A loopback port nothing listens on (it was free a moment ago). */
+export async function closedPort(): Promise<number> {
+  return freePort();
+}
+
+/** Origin settings for names that resolve as `names` says, loopback allowed, `ca` trusted. */
+export function proxiedSettings(base: { names: Record<string, string>; ca: string }, proxies: ProxyEntry[], more: Partial<OriginSettings> = {}): OriginSettings {
+  const resolve = async (host: string): Promise<ResolvedAddress[]> => {
+    const address = base.names[host];
+    if (!address) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: "ENOTFOUND" });
+    return [{ address, family: address.includes(":") ? 6 : 4 }];
+  };
+  return { rules: { allow: ["*"], schemes: ["https", "http"], allowPrivate: ["127.0.0.1"] }, connectTimeout: 5_000, idleTimeout: 10_000, resolve, ca: base.ca, proxies, ...more };
+}
+
+/** GET through the origin client, the whole body read. */
+export async function fetchVia(url: string, s: OriginSettings): Promise<{ status: number; body: Buffer; url: string }> {
+  const r = await originGet(url, s, {}, AbortSignal.timeout(20_000));
+  const chunks: Buffer[] = [];
+  for await (const c of r.res) chunks.push(c as Buffer);
+  return { status: r.res.statusCode ?? 0, body: Buffer.concat(chunks), url: r.url };
+}
+
+/** The CacheError `p` fails with; throws when it succeeds or fails with anything else. */
+export async function failureOf(p: Promise<unknown>): Promise<CacheError> {
+  const err = await p.then(() => undefined, (e: unknown) => e);
+  if (!(err instanceof CacheError)) throw new Error(`expected a CacheError, got ${err === undefined ? "success" : String(err)}`);
+  return err;
 }
