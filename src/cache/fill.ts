@@ -6,7 +6,6 @@
 // errors are retried. Fills are capped in all and per origin host, and a fill
 // every waiter has left is abandoned after cache.abandonGrace.
 import { rm } from "node:fs/promises";
-import type { IncomingMessage } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Policy } from "../policy/schema.js";
 import type { Logger } from "../shared/log.js";
@@ -17,8 +16,8 @@ import type { CacheMetrics } from "./metrics.js";
 import type { OriginSettings } from "./origin.js";
 import type { FillBody } from "./fills/body.js";
 import { ConnectionPool } from "./fills/connections.js";
-import { attempt as runAttempt, truncated } from "./fills/download.js";
-import type { Version } from "./fills/plan.js";
+import { attempt as runAttempt, bodyError } from "./fills/download.js";
+import { conditionalHeaders, present, validators, type Version } from "./fills/plan.js";
 import { removeResume } from "./fills/sidecar.js";
 import { fetchFromPeers, peersFor } from "./peers/fetch.js";
 import type { PeerSettings } from "./peers/types.js";
@@ -221,7 +220,7 @@ export class Filler {
         body = got.body;
         return await this.#done(fill, got.body, got.sha256, got.version ?? { size: got.body.watermark }, reservation!, false, log, `peer ${got.peer}`);
       }
-      fill.version = undefined;
+      [fill.bytes, fill.total, fill.version] = [0, undefined, undefined]; // no peer could: the origin, from byte 0
       const done = await runAttempt({
         key: req.key,
         url: req.url,
@@ -252,7 +251,7 @@ export class Filler {
       if (done.kind !== "body") throw new CacheError(502, "origin_status", `origin answered 304 for ${redact(req.url)} without a conditional request`);
       return await this.#done(fill, done.body, done.sha256, validators(done.res), reservation!, done.resumable, log, "origin");
     } catch (e) {
-      const err = bodyError(e, fill, req.url);
+      const err = bodyError(e, fill.bytes, fill.total, req.url);
       body?.fail(err);
       throw err;
     } finally {
@@ -304,31 +303,4 @@ export class Filler {
     this.deps.onPublished(meta);
     return meta;
   }
-}
-
-function conditionalHeaders(previous: ObjectMeta | undefined): Record<string, string> {
-  const h: Record<string, string> = {};
-  if (previous?.etag) h["if-none-match"] = previous.etag;
-  if (previous?.lastModified) h["if-modified-since"] = previous.lastModified;
-  return h;
-}
-
-function validators(res: IncomingMessage, previous?: ObjectMeta): { etag?: string; lastModified?: string } {
-  return present({ etag: res.headers.etag ?? previous?.etag, lastModified: res.headers["last-modified"] ?? previous?.lastModified });
-}
-
-/** The validators that are set (the meta leaves absent ones out). */
-function present(v: { etag?: string | undefined; lastModified?: string | undefined }): { etag?: string; lastModified?: string } {
-  return { ...(v.etag ? { etag: v.etag } : {}), ...(v.lastModified ? { lastModified: v.lastModified } : {}) };
-}
-
-/** Why reading or storing a body failed: the disk, a cut connection, or something already explained. */
-function bodyError(e: unknown, fill: Fill, url: string): CacheError {
-  if (e instanceof CacheError) return e;
-  const err = e as NodeJS.ErrnoException;
-  if (err.syscall === "open" || err.syscall === "write" || err.code === "ENOSPC") {
-    return new CacheError(500, "io", `cannot write the cache's temp file: ${err.message}`);
-  }
-  if (fill.total !== undefined && fill.bytes < fill.total) return truncated(fill.bytes, fill.total, url);
-  return new CacheError(502, "network", `the download of ${redact(url)} broke off after ${fill.bytes} bytes: ${err.message}`, true);
 }

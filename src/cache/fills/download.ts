@@ -225,3 +225,13 @@ export function truncated(got: number, want: number, url: string): CacheError {
   return new CacheError(502, "truncated", `origin closed the connection after ${got} of ${want} bytes of ${redact(url)}`, true);
 }
 
+/** Why reading or storing a fill's body failed: the disk, a cut connection, or something already explained. */
+export function bodyError(e: unknown, bytes: number, total: number | undefined, url: string): CacheError {
+  if (e instanceof CacheError) return e;
+  const err = e as NodeJS.ErrnoException;
+  if (err.syscall === "open" || err.syscall === "write" || err.code === "ENOSPC") {
+    return new CacheError(500, "io", `cannot write the cache's temp file: ${err.message}`);
+  }
+  if (total !== undefined && bytes < total) return truncated(bytes, total, url);
+  return new CacheError(502, "network", `the download of ${redact(url)} broke off after ${bytes} bytes: ${err.message}`, true);
+}

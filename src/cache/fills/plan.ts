@@ -1,5 +1,6 @@
 // Pure rules of ranged fills: how a file is split into parts, what a 206 must say
-// (Content-Range, the same validator), and which validator goes into If-Range.
+// (Content-Range, the same validator), and which validator goes into If-Range; the
+// origin validators a fill keeps (published meta, conditional revalidation).
 import type { IncomingMessage } from "node:http";
 
 export interface Part {
@@ -68,4 +69,22 @@ export function sameVersion(v: Version, res: IncomingMessage): boolean {
 
 export function rangeHeader(p: Pick<Part, "start" | "end">): string {
   return `bytes=${p.start}-${p.end - 1}`;
+}
+
+/** The conditional headers of a revalidation of `previous`. */
+export function conditionalHeaders(previous: { etag?: string; lastModified?: string } | undefined): Record<string, string> {
+  const h: Record<string, string> = {};
+  if (previous?.etag) h["if-none-match"] = previous.etag;
+  if (previous?.lastModified) h["if-modified-since"] = previous.lastModified;
+  return h;
+}
+
+/** A response's validators, else those of `previous`. */
+export function validators(res: IncomingMessage, previous?: { etag?: string; lastModified?: string }): { etag?: string; lastModified?: string } {
+  return present({ etag: res.headers.etag ?? previous?.etag, lastModified: res.headers["last-modified"] ?? previous?.lastModified });
+}
+
+/** The validators that are set (a meta leaves absent ones out). */
+export function present(v: { etag?: string | undefined; lastModified?: string | undefined }): { etag?: string; lastModified?: string } {
+  return { ...(v.etag ? { etag: v.etag } : {}), ...(v.lastModified ? { lastModified: v.lastModified } : {}) };
 }
