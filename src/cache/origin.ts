@@ -40,6 +40,8 @@ export interface OriginSettings {
   proxies?: readonly ProxyEntry[];
   /** Trust for origins' TLS certificates (PEM); default: Node's bundled roots. */
   ca?: string;
+  /** This node's IP, for $(NODE_IP) in cache.proxies URLs; default: the NODE_IP environment variable. */
+  nodeIp?: string;
 }
 
 export interface OriginRequest {
@@ -74,7 +76,7 @@ export async function originGet(
     }
     const signed = s.authorize ? await s.authorize({ url, method: "GET", headers: { ...headers } }) : { url, headers };
     if (signed.url.origin !== url.origin) throw new CacheError(500, "policy", `a credential rewrote ${redact(url)} to another origin; refusing`);
-    const proxy = chooseProxy(url.hostname, s.proxies);
+    const proxy = chooseProxy(url.hostname, s.proxies, s.nodeIp);
     const via = proxy && (await route(url, s, proxy));
     const r = await requestOnce(signed.url, s, signed.headers, signal, via);
     const location = r.res.headers.location;

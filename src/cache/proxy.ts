@@ -6,7 +6,7 @@ import { STATUS_CODES } from "node:http";
 import { isIP, connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import ipaddr from "ipaddr.js";
-import type { ProxyEntry } from "../policy/proxies.js";
+import { NODE_IP, type ProxyEntry } from "../policy/proxies.js";
 import { secretFiles, SecretMaterialError, type SecretFiles } from "./credentials/secret-files.js";
 import { CacheError } from "./errors.js";
 
@@ -52,8 +52,12 @@ export function specificity(host: string, pattern: string): number {
   return p === host || sameAddress(p, host) ? 1000 : -1;
 }
 
-/** The proxy for fetches of `hostname`, or undefined when they go direct (no entry, or a `direct` one). */
-export function chooseProxy(hostname: string, entries: readonly ProxyEntry[] | undefined): ProxyRoute | undefined {
+/**
+ * The proxy for fetches of `hostname`, or undefined when they go direct (no entry, or a
+ * `direct` one). `nodeIp` replaces $(NODE_IP) in its URL (default: the NODE_IP
+ * environment variable, which the DaemonSet sets from status.hostIP).
+ */
+export function chooseProxy(hostname: string, entries: readonly ProxyEntry[] | undefined, nodeIp?: string): ProxyRoute | undefined {
   if (!entries?.length) return undefined;
   const host = bare(hostname);
   let best: ProxyEntry | undefined;
@@ -63,8 +67,16 @@ export function chooseProxy(hostname: string, entries: readonly ProxyEntry[] | u
     if (s > score) [best, score] = [e, s];
   }
   if (!best || best.url === "direct") return undefined;
-  const u = new URL(best.url);
+  const u = new URL(best.url.includes(NODE_IP) ? best.url.replace(NODE_IP, nodeAuthority(best, nodeIp ?? process.env.NODE_IP)) : best.url);
   return { entry: best, host: bare(u.hostname), port: Number(u.port) };
+}
+
+function nodeAuthority(entry: ProxyEntry, nodeIp: string | undefined): string {
+  if (!nodeIp || !isIP(nodeIp)) {
+    const got = nodeIp ? `"${nodeIp}", not an IP address` : "not set";
+    throw new CacheError(500, "policy", `cache.proxies entry "${entry.host}" names ${NODE_IP}, but NODE_IP is ${got}: run the node cache with NODE_IP from the downward API (fieldRef status.hostIP)`);
+  }
+  return isIP(nodeIp) === 6 ? `[${nodeIp}]` : nodeIp;
 }
 
 /** `host:port` as a CONNECT target or URL authority (IPv6 in brackets). */

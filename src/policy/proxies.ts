@@ -8,6 +8,9 @@ const hostPattern = z
   .string()
   .regex(/^(\*|(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\]|[0-9a-f:.]+)$/i, "must be a host name, `*.domain`, `*` or an IP address (no scheme, port or path), as in origins.allow");
 
+/** Stands for this node's IP in a proxy URL: a proxy on every node, such as a dfdaemon (`http://$(NODE_IP):65001`). */
+export const NODE_IP = "$(NODE_IP)";
+
 /** `direct` (no proxy: an exception to a wider pattern) or http://host:port. */
 const proxyUrl = z.string().superRefine((value, ctx) => {
   const why = proxyUrlProblem(value);
@@ -19,13 +22,14 @@ export function proxyUrlProblem(value: string): string | null {
   let u: URL;
   try {
     if (!value.includes("://")) throw new Error("no scheme");
-    u = new URL(value);
+    u = new URL(value.replace(NODE_IP, "192.0.2.1"));
   } catch {
     return `"${value}" is not a URL; write http://host:port (for example http://10.0.0.5:3128) or direct`;
   }
   if (u.protocol !== "http:") return `scheme "${u.protocol.replace(/:$/, "")}" is not supported; the proxy is reached over plain http://host:port (origins' TLS goes through it end to end)`;
+  if (!/^([a-z0-9]([a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])$/i.test(u.hostname)) return `"${value}": the proxy's host must be a name, an IP address or ${NODE_IP}`;
   if (u.username || u.password) return "credentials in the proxy URL are not supported (they would sit in the ConfigMap); use a proxy that admits the node cache by address";
-  if (!/^http:\/\/[^/?#]+:\d+\/?$/i.test(value)) return `"${value}" must be exactly http://host:port: an explicit port and no path, query or fragment`;
+  if (!/^http:\/\/[^/?#]+:\d+\/?$/i.test(value.replace(NODE_IP, "192.0.2.1"))) return `"${value}" must be exactly http://host:port: an explicit port and no path, query or fragment`;
   return null;
 }
 
@@ -34,7 +38,7 @@ export const proxiesSchema = z
     z.strictObject({
       /** Host pattern of the origins whose fetches go through this proxy. */
       host: hostPattern,
-      /** The proxy, http://host:port, or `direct`. */
+      /** The proxy, http://host:port (host may be $(NODE_IP)), or `direct`. */
       url: proxyUrl,
       /**
        * How plain-http origins are asked for: `connect` (a CONNECT tunnel to the checked

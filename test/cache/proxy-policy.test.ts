@@ -40,6 +40,14 @@ describe("which proxy a host gets", () => {
     expect(chooseProxy("x", [entry("*", "http://proxy.site.internal:3128/")])).toMatchObject({ host: "proxy.site.internal", port: 3128 });
   });
 
+  it("puts this node's IP where the URL says $(NODE_IP) (a proxy on every node)", () => {
+    const perNode = [entry("*", "http://$(NODE_IP):65001")];
+    expect(chooseProxy("x", perNode, "10.1.2.3")).toMatchObject({ host: "10.1.2.3", port: 65001 });
+    expect(chooseProxy("x", perNode, "fd00::9")).toMatchObject({ host: "fd00::9", port: 65001 });
+    expect(() => chooseProxy("x", perNode, "")).toThrow(/cache.proxies entry "\*" names \$\(NODE_IP\), but NODE_IP is not set: run the node cache with NODE_IP from the downward API \(fieldRef status.hostIP\)/);
+    expect(() => chooseProxy("x", perNode, "node-1")).toThrow(/NODE_IP is "node-1", not an IP address/);
+  });
+
   it("ranks exact > longer suffix > shorter suffix > *", () => {
     const h = "a.b.example.com";
     expect(specificity(h, h)).toBeGreaterThan(specificity(h, "*.b.example.com"));
@@ -57,9 +65,9 @@ describe("cache.proxies validation", () => {
   };
 
   it("accepts host patterns as in origins.allow, http://host:port or direct, and an http mode", () => {
-    const r = load(`[{host: "*", url: "http://10.0.0.1:3128"}, {host: "*.svc.cluster.local", url: direct}, {host: "dl.example.com", url: "http://127.0.0.1:65001/", http: absolute}]`);
+    const r = load(`[{host: "*", url: "http://10.0.0.1:3128"}, {host: "*.svc.cluster.local", url: direct}, {host: "dl.example.com", url: "http://127.0.0.1:65001/", http: absolute}, {host: "a.b", url: "http://$(NODE_IP):65001"}]`);
     expect(r.ok).toBe(true);
-    if (r.ok) expect(r.policy.cache.proxies.map((p) => p.http)).toEqual(["connect", "connect", "absolute"]);
+    if (r.ok) expect(r.policy.cache.proxies.map((p) => p.http)).toEqual(["connect", "connect", "absolute", "connect"]);
   });
 
   it.each([
@@ -72,6 +80,8 @@ describe("cache.proxies validation", () => {
     [`[{host: "a.com", url: "http://10.0.0.1"}]`, "cache.proxies.0.url: \"http://10.0.0.1\" must be exactly http://host:port: an explicit port"],
     [`[{host: "a.com", url: "http://10.0.0.1:3128/dfdaemon"}]`, "no path, query or fragment"],
     [`[{host: "a.com", url: "http://10.0.0.1:3128", http: tunnel}]`, "cache.proxies.0.http:"],
+    [`[{host: "a.com", url: "http://$(NODE_IP)"}]`, "cache.proxies.0.url: \"http://$(NODE_IP)\" must be exactly http://host:port: an explicit port"],
+    [`[{host: "a.com", url: "http://$(NODE_NAME):3128"}]`, "cache.proxies.0.url: \"http://$(NODE_NAME):3128\": the proxy's host must be a name, an IP address or $(NODE_IP)"],
     [`[{host: "a.com", url: "http://10.0.0.1:3128", port: 1}]`, "cache.proxies.0: unknown field(s) port"],
     [`[{host: "a.com", url: "http://10.0.0.1:3128", secretDir: "proxy-secret"}]`, "cache.proxies.0.secretDir: must be an absolute path"],
     [`[{host: "a.com", url: direct, secretDir: /var/run/p}]`, "cache.proxies.0.secretDir: is for a proxy's credentials; a direct entry has no proxy"],

@@ -57,6 +57,13 @@ describe("through the proxy", () => {
     expect(origin.requests.at(-1)!.headers.host).toBe(`files.proxied.test:${origin.port}`);
   });
 
+  it("reaches a proxy on every node at http://$(NODE_IP):<port>", async () => {
+    const before = proxy.requests().length;
+    const r = await get(`http://files.proxied.test:${origin.port}/plain.bin`, settings([via("*", `http://$(NODE_IP):${proxy.port}`)], { nodeIp: "127.0.0.1" }));
+    expect(r.status).toBe(200);
+    expect(newRequests(before)).toEqual([`CONNECT 127.0.0.1:${origin.port}`]);
+  });
+
   it("brackets an IPv6 address in CONNECT", async () => {
     const v6 = await startOrigin({ host: "::1" });
     try {
