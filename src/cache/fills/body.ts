@@ -4,6 +4,7 @@
 // grows by a hash worker thread that reads it back (hash.ts), off the main thread.
 import type { FileHandle } from "node:fs/promises";
 import { hashPool, type Hasher, type HashPool } from "./hash.js";
+import { HASH_STEP } from "./hash-worker.js";
 import type { Part } from "./plan.js";
 
 /** A part as it is being received: bytes [start, start + written) are on disk. */
@@ -20,6 +21,8 @@ export class FillBody {
   readonly parts: PartState[];
   #frontier = 0;
   readonly #hasher: Hasher;
+  /** What the hasher was last told is written (it is told every HASH_STEP bytes; digest() tells it the rest). */
+  #told = 0;
   #waiters = new Set<() => void>();
   #failure: Error | undefined;
   #finished = false;
@@ -129,7 +132,7 @@ export class FillBody {
     const mark = p ? p.start + p.written : (parts.at(-1)?.end ?? 0);
     if (mark <= this.watermark) return;
     this.watermark = mark;
-    this.#hasher.extend(mark);
+    if (mark - this.#told >= HASH_STEP) this.#hasher.extend((this.#told = mark));
     this.#wake();
   }
 
