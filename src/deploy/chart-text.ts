@@ -98,7 +98,7 @@ annotations:
 {{- end }}
 {{- end }}
 
-{{/* The policy file: the policy value, with cache.port and cache.root from their own values. */}}
+{{/* The policy file: the policy value, with cache.port, cache.peers.port and cache.root from their own values. */}}
 {{- define "cache-io.policy" -}}
 {{- $policy := deepCopy (.Values.policy | default dict) }}
 {{- $cache := deepCopy ($policy.cache | default dict) }}
