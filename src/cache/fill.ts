@@ -152,11 +152,14 @@ export class Filler {
     }
     observe(err.reason);
     log.error({ err: err.message, staleMs: pastDue }, "revalidation failed and the cached copy is too stale to serve");
-    throw new CacheError(
+    const out = new CacheError(
       err.status,
       err.reason,
       `${err.message}; the cached copy is not served: it was last confirmed by the origin ${Math.round((pastDue + c.revalidateAfter) / 1000)} s ago, more than cache.revalidateAfter + cache.maxStale`,
     );
+    out.originStatus = err.originStatus;
+    out.originUrl = err.originUrl;
+    throw out;
   }
 
   /** An origin's 401/403/404 names the credential that was sent and what to check; counted per credential. */
