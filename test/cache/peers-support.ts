@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startCache, type RunningCache } from "../../src/cache/index.js";
+import { startCache, type RunningCache, type StartOptions } from "../../src/cache/index.js";
 import { rank } from "../../src/cache/peers/rendezvous.js";
 import type { Peer, PeerSource } from "../../src/cache/peers/types.js";
 import type { Policy } from "../../src/policy/schema.js";
@@ -32,8 +32,15 @@ export interface Node {
   close(): Promise<void>;
 }
 
-/** A node cache on `address` (port chosen by the kernel) whose peers come from `source`. */
-export async function startNode(name: string, address: string, policy: () => Policy, source: PeerSource | undefined): Promise<Node> {
+/** A node cache on `address` (ports chosen by the kernel) whose peers come from `source`; `token` is its peer token. */
+export async function startNode(
+  name: string,
+  address: string,
+  policy: () => Policy,
+  source: PeerSource | undefined,
+  extra: Partial<StartOptions> = {},
+  token: () => Promise<string> = async () => "test-token",
+): Promise<Node> {
   const root = mkdtempSync(join(tmpdir(), `cache-peer-${name}-`));
   const running = await startCache({
     root,
@@ -44,7 +51,8 @@ export async function startNode(name: string, address: string, policy: () => Pol
     retryBaseMs: 20,
     ensureGraceMs: 100,
     progressIntervalMs: 200,
-    ...(source ? { peers: { self: name, source, token: async () => "test-token" } } : {}),
+    ...(source ? { peers: { self: name, source, token } } : {}),
+    ...extra,
   });
   let closed = false;
   return {
