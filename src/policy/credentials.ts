@@ -39,6 +39,8 @@ const s3 = z.strictObject({
   /** webIdentity only; default: the AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE that IRSA sets. */
   roleArn: z.string().regex(/^arn:[a-z-]+:iam::\d{12}:role\/\S+$/, "must be an IAM role ARN").optional(),
   tokenFile: absDir.optional(),
+  /** webIdentity and default: the STS endpoint (a regional or VPC endpoint, an S3-compatible store's STS); default: the SDK's (AWS_ENDPOINT_URL_STS, else STS of the region). */
+  stsEndpoint: z.string().regex(/^https?:\/\/[^\s/?#]+\/?$/, "must be an http(s) URL without a path, such as https://sts.eu-west-1.amazonaws.com").optional(),
 });
 
 const azure = z.strictObject({
@@ -74,6 +76,7 @@ export const credentialSchema = z
     if (c.kind !== "s3") return;
     if (c.source === "secret" && !c.secretDir) ctx.addIssue({ code: "custom", path: ["secretDir"], message: "is required with source: secret (files access-key-id, secret-access-key)" });
     if (c.source !== "secret" && c.secretDir) ctx.addIssue({ code: "custom", path: ["secretDir"], message: `is used only with source: secret, not ${c.source}` });
+    if (c.source === "secret" && c.stsEndpoint) ctx.addIssue({ code: "custom", path: ["stsEndpoint"], message: "is used only with source: webIdentity or default (static keys need no STS)" });
     if (c.source !== "webIdentity" && (c.roleArn || c.tokenFile)) {
       ctx.addIssue({ code: "custom", path: [c.roleArn ? "roleArn" : "tokenFile"], message: "is used only with source: webIdentity" });
     }

@@ -44,12 +44,13 @@ function providerFor(c: S3Credential, opts: S3Options): AwsCredentialIdentityPro
     };
   }
   const env = opts.env ?? process.env;
+  const clientConfig = { region: c.region, ...(c.stsEndpoint ? { endpoint: c.stsEndpoint } : {}) };
   if (c.source === "webIdentity") {
     const roleArn = c.roleArn ?? env.AWS_ROLE_ARN;
     const webIdentityTokenFile = c.tokenFile ?? env.AWS_WEB_IDENTITY_TOKEN_FILE;
-    return memoized(fromTokenFile({ roleArn, webIdentityTokenFile, roleSessionName: `cache-io-${c.name}`, clientConfig: { region: c.region } }), now);
+    return memoized(fromTokenFile({ roleArn, webIdentityTokenFile, roleSessionName: `cache-io-${c.name}`, clientConfig }), now);
   }
-  return memoized(fromNodeProviderChain({ clientConfig: { region: c.region } }), now);
+  return memoized(fromNodeProviderChain({ clientConfig }), now);
 }
 
 /** Each path segment decoded and strictly re-encoded: what S3 puts in the canonical request, sent as signed. */
