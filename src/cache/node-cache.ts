@@ -109,6 +109,7 @@ export class NodeCache {
         ...(opts.resolve ? { resolve: opts.resolve } : {}),
         observe: (result) => this.metrics.originRequests.inc({ result }),
         authorize: (r) => this.#access.authorize(r, req),
+        proxies: policy().cache.proxies,
       }),
       retryBaseMs: opts.retryBaseMs ?? DEFAULT_RETRY_BASE_MS,
       onPublished: (meta) => this.#record(meta),
