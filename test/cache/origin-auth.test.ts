@@ -111,6 +111,7 @@ describe("an origin's 401/403 to a fill names the credential and what to check",
     await sleep(REVALIDATE_MS + 1200); // past revalidateAfter, and past the once-a-second Secret re-read
     const r = await ensure(url);
     expect(r.status).toBe(502);
+    expect(r.originStatus).toBe("403");
     expect(r.text).toMatch(/origin answered 403 Forbidden for http:\/\/127\.0\.0\.1:\d+\/models\/m\.bin.*; sent with credential hf: the credential was refused: it may be wrong, revoked or expired.*the cached copy is not served/);
     expect(origin.seen.at(-1)?.headers.authorization).toBe("Bearer hf_revoked_token"); // the changed Secret was read
     expect(await authFailures("hf")).toBe(1);
