@@ -4,9 +4,12 @@
 // own root, --node-name node-N, the peer flags, an API identity and a peer token of the
 // node cache's ServiceAccount bound (TokenRequest boundObjectRef) to a pod of it on
 // node-N, and membership from a real EndpointSlice of the headless peers Service that the
-// harness writes. Clients act as pods on each node with real pod-bound tokens. Nodes are
-// kwok Nodes node-1..node-8, tainted so no other test's pods land on them. close() stops
-// every process and deletes every object, also when setup failed half way.
+// harness writes (addressType FQDN, the loopback addresses as the names: the API server
+// refuses loopback addresses in IPv4 slices, "may not be in the loopback range"; the
+// membership reads the address either way). Clients act as pods on each node with real
+// pod-bound tokens. Nodes are kwok Nodes node-1..node-8, tainted so no other test's pods
+// land on them. close() stops every process and deletes every object, also when setup
+// failed half way.
 import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
@@ -47,6 +50,8 @@ export interface PeerCachesOptions {
   prefix: string;
   /** cache.peers fields besides the port, as flow YAML ("enabled: false, idleTimeout: 5s"). */
   peers: string;
+  /** The CLI to run (default dist/cli/main.js of this checkout). */
+  cli?: string;
 }
 
 /** Node names ranked for the file at `url` (rank 0: its owner), as every node cache ranks them. */
@@ -213,7 +218,7 @@ cache: {port: ${this.port}, diskBudget: 8Gi, peers: {port: ${this.peerPort}${pee
     writeFileSync(join(d, "peer-token"), await this.token(this.sys, CACHE_SA, pod, TOKEN_AUDIENCE), { mode: 0o600 });
     const kubeconfig = tokenKubeconfig(this.c, await this.token(this.sys, CACHE_SA, pod), this.sys);
     const proc = startProc(`cache-${n.name}`, process.execPath, [
-      join(ROOT, "dist/cli/main.js"), "cache", "--policy", this.#policyFile, "--root", this.root(i),
+      this.o.cli ?? join(ROOT, "dist/cli/main.js"), "cache", "--policy", this.#policyFile, "--root", this.root(i),
       "--host", n.ip, "--port", String(this.port), "--node-name", n.name,
       "--peers-service", PEERS_SERVICE, "--namespace", this.sys, "--service-account", CACHE_SA,
       "--peer-token-file", join(d, "peer-token"), "--peer-host", n.ip, "--peer-port", String(this.peerPort),
@@ -309,6 +314,11 @@ cache: {port: ${this.port}, diskBudget: 8Gi, peers: {port: ${this.peerPort}${pee
 
   running(): number[] {
     return [...this.#procs.keys()].sort();
+  }
+
+  /** The process id of node i's running cache. */
+  pid(i: number): number | undefined {
+    return this.#procs.get(i)?.child.pid;
   }
 
   /**
