@@ -16,7 +16,7 @@ import type { CacheMetrics } from "./metrics.js";
 import type { OriginSettings } from "./origin.js";
 import type { FillBody } from "./fills/body.js";
 import { ConnectionPool } from "./fills/connections.js";
-import { attempt as runAttempt, bodyError } from "./fills/download.js";
+import { attempt as runAttempt, bodyError, completeFromOrigin, type AttemptContext } from "./fills/download.js";
 import { conditionalHeaders, present, validators, type Version } from "./fills/plan.js";
 import { removeResume } from "./fills/sidecar.js";
 import { fetchFromPeers, peersFor } from "./peers/fetch.js";
@@ -219,12 +219,11 @@ export class Filler {
         onBody: (b) => fill.setBody(b),
         onVersion: (v) => (fill.version = v),
       });
-      if (got) {
+      if (got && "sha256" in got) {
         body = got.body;
-        return await this.#done(fill, got.body, got.sha256, got.version ?? { size: got.body.watermark }, reservation!, false, log, `peer ${got.peer}`);
+        return await this.#done(fill, got.body, got.sha256, got.version ?? {}, reservation!, false, log, `peer ${got.peer}`);
       }
-      [fill.bytes, fill.total, fill.version] = [0, undefined, undefined]; // no peer could: the origin, from byte 0
-      const done = await runAttempt({
+      const ctx: AttemptContext = {
         key: req.key,
         url: req.url,
         tmpDir: this.deps.store.tmpDir,
@@ -247,7 +246,15 @@ export class Filler {
           fill.setBody(b);
         },
         onVersion: (v) => (fill.version = v),
-      });
+      };
+      if (got) {
+        // The peers' bytes so far are of a version the origin can be held to: the rest from the origin, into the same body.
+        body = got.partial;
+        log.info({ bytes: body.watermark, of: got.version.size }, "no peer could finish; the rest comes from the origin");
+        return await this.#done(fill, body, await completeFromOrigin(ctx, body, got.version), got.version, reservation!, false, log, "origin");
+      }
+      [fill.bytes, fill.total, fill.version] = [0, undefined, undefined]; // no peer could: the origin, from byte 0
+      const done = await runAttempt(ctx);
       if (done.kind === "not_modified" && req.previous) {
         return await this.#record({ ...req.previous, ...validators(done.res, req.previous), validatedAt: new Date().toISOString() }, true);
       }

@@ -13,6 +13,7 @@ import { FillBody, type PartState } from "./body.js";
 import type { ConnectionPool } from "./connections.js";
 import { firstPartSize, ifRange, originVersion, parseContentRange, planParts, rangeHeader, sameVersion, versionOf, type Version } from "./plan.js";
 import { fetchParts, ObjectChanged } from "./ranged.js";
+import type { Part } from "./plan.js";
 import { receive } from "./receive.js";
 import { loadState, removeResume, resumePaths, StateWriter, type ResumeState } from "./sidecar.js";
 
@@ -175,6 +176,30 @@ async function ranged(ctx: AttemptContext, r: OriginResponse, release: () => voi
     if (err instanceof ObjectChanged) await removeResume(ctx.tmpDir, ctx.key);
     throw err;
   }
+}
+
+/**
+ * Complete a single-part body whose first `watermark` bytes are of `version` (a peer's
+ * bytes, with the origin's validators) from the origin: the rest as ranged parts bound
+ * to that version by If-Range (a 200 to any: the object changed, the fill starts over).
+ * The body goes on growing, so its readers are not cut. Not resumable after a crash.
+ */
+export async function completeFromOrigin(ctx: AttemptContext, body: FillBody, version: Version): Promise<string> {
+  const first = body.parts[0]!;
+  if (body.parts.length !== 1 || body.size !== version.size || first.written !== body.watermark) throw new Error("completeFromOrigin needs a single-part body");
+  first.end = first.written;
+  const rest: Part[] = [];
+  for (let s = first.end; s < version.size; s += ctx.parts.size) rest.push({ index: rest.length + 1, start: s, end: Math.min(version.size, s + ctx.parts.size) });
+  body.parts.push(...rest.map((p) => ({ ...p, written: 0, done: false })));
+  body.complete(first);
+  await fetchParts(
+    {
+      url: ctx.url, origin: ctx.origin, connections: ctx.connections, version, concurrency: ctx.parts.concurrency,
+      retries: ctx.retries, retryBaseMs: ctx.retryBaseMs, signal: ctx.signal, log: ctx.log, onBytes: ctx.onBytes, onPartDone: async () => undefined,
+    },
+    body,
+  );
+  return body.digest();
 }
 
 /** Bytes written between background fdatasyncs of a single stream. */

@@ -12,7 +12,7 @@ import { objectPath } from "../../shared/protocol.js";
 import { CacheError, type FailReason } from "../errors.js";
 import { FillBody } from "../fills/body.js";
 import type { ConnectionPool } from "../fills/connections.js";
-import { parseContentRange, type Version } from "../fills/plan.js";
+import { ifRange, parseContentRange, type Version } from "../fills/plan.js";
 import { receive } from "../fills/receive.js";
 import { redact } from "../redact.js";
 import type { Caller } from "../request.js";
@@ -48,7 +48,10 @@ export interface PeerFetchContext {
   onVersion(v: Version): void;
 }
 
-export type PeerResult = { body: FillBody; sha256: string; version: Version | undefined; peer: string };
+export type PeerResult =
+  | { body: FillBody; sha256: string; version: Version | undefined; peer: string }
+  /** No peer finished, but these bytes of `version` (which has a validator) can be completed from the origin. */
+  | { partial: FillBody; version: Version };
 
 /** An error of this node (size cap, budget, disk), not of the peer: it fails the fill. */
 class Local extends Error {
@@ -74,7 +77,11 @@ export function peersFor(req: FillRequest, settings: PeerSettings, policy: { ena
   return peersToAsk(req.key, settings.source.peers(), settings.self, policy.maxTries);
 }
 
-/** The bytes from peers, or null when none could give them (the origin is next). Throws the owner's non-transient answer. */
+/**
+ * The bytes from peers; or the bytes reached, when the origin can complete them (a
+ * version with a validator); or null (the origin from byte 0). Throws the owner's
+ * non-transient answer.
+ */
 export async function fetchFromPeers(ctx: PeerFetchContext): Promise<PeerResult | null> {
   let body: FillBody | undefined;
   /** The origin version header as the first peer sent it (what a resume must match). */
@@ -142,6 +149,11 @@ export async function fetchFromPeers(ctx: PeerFetchContext): Promise<PeerResult 
         // Bytes of a version nobody named cannot be resumed (or bytes that proved wrong): start over.
         if (!versionRaw || f.reason === "checksum" || f.reason === "version") await discard(new CacheError(502, "network", `peer ${peer.node} failed: ${f.message}`, true));
       }
+    }
+    if (body && version && ifRange(version) && body.watermark > 0) {
+      const partial = body;
+      body = undefined;
+      return { partial, version };
     }
     await discard(new CacheError(502, "network", `no peer could send ${redact(ctx.url)}; fetching it from the origin`, true));
     return null;
