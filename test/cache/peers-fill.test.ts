@@ -77,6 +77,7 @@ describe("one origin fetch per cluster", () => {
     expect(origin.gets("/four.bin")).toBe(1);
     expect(origin.stats.bytesSent - sent).toBe(f.content.length);
     const [owner, ...others] = nodes;
+    expect(await metric(owner!, "cache_io_cache_peers")).toBe(4);
     expect(await metric(owner!, "cache_io_cache_fill_sources_total", { source: "origin" })).toBe(1);
     for (const n of others) {
       expect(await metric(n, "cache_io_cache_fill_sources_total", { source: "peer" })).toBe(1);
