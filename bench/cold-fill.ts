@@ -18,7 +18,7 @@ import { buildDist, machine, main, save } from "./lib/env.js";
 import { makeFile } from "./lib/files.js";
 import { startNginx } from "./lib/nginx.js";
 import { startBenchOrigin } from "./lib/origin.js";
-import { run, tempDir } from "./lib/proc.js";
+import { removeTemp, run, tempDir } from "./lib/proc.js";
 import { GiB, MiB, median } from "./lib/stats.js";
 import { cacheKey, ensurePath } from "../src/shared/protocol.js";
 
@@ -116,7 +116,7 @@ async function scenario(label: string, origin: Served, sha256: string, size: num
     }
     return samples;
   } finally {
-    await origin.stop();
+    await removeTemp(out);
   }
 }
 

@@ -3,8 +3,8 @@
 // a new node cache, timed against that cache's own fill of the file (its "fill done" log
 // line: first request to a verified, synced, published file). Goal: the pod's copy ends
 // within 1.1x of the fill, i.e. it streams while the file fills. Also run: the same pod
-// without the ensure URL before the object URL ("objects only", what the init container
-// could send), and a mount-mode pod (ensure only) for the floor. Variants alternate
+// with the object URL before the ensure URL ("object first": the copy streams while the
+// file fills), and a mount-mode pod (ensure only) for the floor. Variants alternate
 // within each round; medians.
 //   npx tsx bench/copy-mode.ts [--size-mib 512] [--rounds 3] [--rate-mbps 60]
 import { mkdirSync, readFileSync } from "node:fs";
@@ -17,8 +17,8 @@ import { initPod, runInit, type InitPod } from "./lib/pod.js";
 import { removeTemp, sleep, tempDir } from "./lib/proc.js";
 import { median, MiB } from "./lib/stats.js";
 
-type Variant = "copy" | "copy, objects only" | "mount";
-const VARIANTS: Variant[] = ["copy", "copy, objects only", "mount"];
+type Variant = "copy" | "copy, object first" | "mount";
+const VARIANTS: Variant[] = ["copy", "copy, object first", "mount"];
 
 interface Sample {
   podMs: number;
@@ -30,14 +30,15 @@ function arg(name: string, fallback: number): number {
   return i > 0 ? Number(process.argv[i + 1]) : fallback;
 }
 
-/** The init container's arguments without the `-o - <ensure URL>` of each file (it then only downloads the objects). */
-function objectsOnly(pod: InitPod): InitPod {
-  const args: string[] = [];
-  for (let i = 0; i < pod.args.length; i++) {
-    if (pod.args[i] === "-o" && pod.args[i + 1] === "-" && pod.args[i + 2]?.includes("/v1/ensure/")) i += 2;
-    else args.push(pod.args[i]!);
+/** The init container's arguments with each file's object URL before its ensure URL (the copy streams while the file fills; the ensure after it is a hit). */
+function objectFirst(pod: InitPod): InitPod {
+  const args = [...pod.args];
+  for (let i = 0; i + 5 < args.length; i++) {
+    if (args[i] === "-o" && args[i + 1] === "-" && args[i + 2]!.includes("/v1/ensure/") && args[i + 3] === "-o" && args[i + 5]!.includes("/v1/objects/")) {
+      args.splice(i, 6, ...args.slice(i + 3, i + 6), ...args.slice(i, i + 3));
+      i += 5;
+    }
   }
-  if (args.length === pod.args.length) throw new Error("the copy-mode init container has no ensure URL to leave out");
   return { ...pod, args };
 }
 
@@ -57,7 +58,7 @@ async function once(variant: Variant, url: string, sha256: string, size: number)
   mkdirSync(emptyDir);
   try {
     const copy = initPod(cache.policy, url, sha256, variant === "mount" ? "mount" : "copy", emptyDir);
-    const podMs = await runInit(variant === "copy, objects only" ? objectsOnly(copy) : copy, size);
+    const podMs = await runInit(variant === "copy, object first" ? objectFirst(copy) : copy, size);
     return { podMs, fillMs: await fillMs(cache.child.log) };
   } finally {
     await cache.child.stop();
