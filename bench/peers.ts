@@ -8,16 +8,17 @@
 // one node's cold time), 4 and 8 nodes, 4 nodes with the tier off by policy, and 4 and 8
 // nodes with the owner SIGKILLed once the origin has sent 40% of the file.
 //   npx tsx bench/peers.ts [--size-mib 256] [--rate-mbps 60] [--clients 10] [--rounds 3]
-// (BENCH_ROWS="4 nodes;8 nodes, owner killed" runs only those rows besides the baseline)
+// (BENCH_ROWS="4 nodes;8 nodes, owner killed" runs only those rows besides the baseline;
+// --chart-only redraws docs/bench/peers.svg from bench/results/peers.json)
 import { cpSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cacheKey, ensurePath, objectDir, OBJECT_FILE } from "../src/shared/protocol.js";
 import { startCluster, type Cluster } from "../test/cluster/harness.js";
 import { owners, PeerCaches } from "../test/cluster/peer-caches.js";
 import { ensureTools } from "../test/cluster/tools.js";
-import { renderSvg, timeToDataSpec } from "./lib/charts.js";
+import { renderSvg } from "./lib/charts.js";
 import { cpuMs } from "./lib/cpu.js";
-import { buildDist, machine, main, RESULTS_DIR, ROOT, save } from "./lib/env.js";
+import { buildDist, load, machine, main, RESULTS_DIR, ROOT, save } from "./lib/env.js";
 import { makeFile } from "./lib/files.js";
 import { startBenchOrigin, type BenchOrigin } from "./lib/origin.js";
 import { run, start, tempDir } from "./lib/proc.js";
@@ -162,7 +163,30 @@ export interface PeersResult {
   loadAfter: string;
 }
 
+/** Horizontal bars (linear axis): the last client's time per row, its origin bytes in the label. */
+async function chart(r: PeersResult): Promise<void> {
+  const kind = (label: string) => (label.includes("tier off") ? "tier off: every node from the origin" : label.includes("killed") ? "tier on, owner SIGKILLed mid-fill" : "tier on");
+  const values = r.rows.map((x) => ({ label: `${x.label}: origin ${x.originFiles.toFixed(2)}x`, seconds: +(x.lastMs / 1000).toFixed(2), kind: kind(x.label) }));
+  const y = { field: "label", type: "nominal", sort: null, title: null, axis: { labelLimit: 400 } } as const;
+  await renderSvg({
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: `Cold nodes, ${r.clientsPerNode} clients each, ${r.sizeBytes / MiB} MiB: the last client has the file (median of ${r.rounds})`,
+    width: 520,
+    height: { step: 26 },
+    data: { values },
+    layer: [
+      { mark: "bar", encoding: { y, x: { field: "seconds", type: "quantitative", title: "seconds until the last client has the file" }, color: { field: "kind", type: "nominal", title: null, legend: { orient: "bottom", labelLimit: 400 } } } },
+      { mark: { type: "text", align: "left", dx: 4 }, encoding: { y, x: { field: "seconds", type: "quantitative" }, text: { field: "seconds", type: "quantitative", format: ".3~r" } } },
+    ],
+  }, CHART);
+}
+
 main(async () => {
+  if (process.argv.includes("--chart-only")) {
+    const saved = load<PeersResult>("peers");
+    if (!saved) throw new Error("no bench/results/peers.json: run the benchmark first");
+    return chart(saved.result);
+  }
   const size = arg("size-mib", 256) * MiB;
   const rate = arg("rate-mbps", 60) * 1e6;
   const clients = arg("clients", 10);
@@ -209,9 +233,7 @@ main(async () => {
     const result: PeersResult = { sizeBytes: size, ratePerConnection: rate, clientsPerNode: clients, rounds, runs, rows, clusterStartSeconds: cluster.startSeconds, loadBefore, loadAfter: readFileSync("/proc/loadavg", "utf8").trim() };
     for (const r of rows) process.stdout.write(`${r.label}: origin ${r.originFiles.toFixed(2)}x, last client ${fmtMs(r.lastMs)} (${r.lastVsOneNode.toFixed(2)}x one node)\n`);
     const saved = save({ name: "peers", finishedAt: new Date().toISOString(), command: process.argv.slice(1).join(" "), machine: await machine(), settings: { size, rate, clients, rounds }, result });
-    const kind = (label: string) => (label.includes("tier off") ? "tier off: every node from the origin" : label.includes("killed") ? "tier on, owner SIGKILLed mid-fill" : "tier on");
-    const bars = rows.map((r) => ({ label: `${r.label}: origin ${r.originFiles.toFixed(2)}x`, seconds: +(r.lastMs / 1000).toFixed(2), kind: kind(r.label) }));
-    await renderSvg(timeToDataSpec(bars, `Cold nodes, ${clients} clients each, ${size / MiB} MiB: the last client has the file (median of ${rounds})`), CHART);
+    await chart(result);
     process.stdout.write(`raw results in ${saved}; chart ${CHART}\n`);
   } finally {
     await h?.close();
