@@ -112,6 +112,7 @@ function valuesYaml(): string {
   const policy = parseDocument(DEFAULT_POLICY_YAML);
   policy.deleteIn(["cache", "root"]);
   policy.deleteIn(["cache", "port"]);
+  policy.deleteIn(["cache", "peers", "port"]);
   const body = String(policy).trimEnd().split("\n").map((l) => (l ? `  ${l}` : l)).join("\n");
   const head = valuesHead(
     { webhook: WEBHOOK_SHAPE.resources, cache: NODE_CACHE_RESOURCES, prepullController: PREPULL_CONTROLLER_RESOURCES },

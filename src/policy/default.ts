@@ -48,6 +48,8 @@ cache:
   abandonGrace: 10s       # a fill nobody waits for any more is abandoned after this
   keyIgnoreQuery: [default]  # query parameters left out of keys (default: S3/GCS/Azure SAS/OSS/CloudFront signatures)
   parts: {size: 16Mi, concurrency: 8, minFileSize: 32Mi, maxConnections: 32}  # parallel ranged fills (docs/FILLS.md)
+  peers: {enabled: true, port: 8586, maxBandwidth: 0, idleTimeout: 10s, maxTries: 2}  # the cluster tier: fills from the owning node cache first (docs/PEERS.md)
+  proxies: []             # forward proxies for origin fetches, per host pattern (docs/PROXIES.md)
   prewarm: []
 credentials: []           # private origins: see docs/PRIVATE-ORIGINS.md
 prepull:

@@ -135,7 +135,7 @@ describe("the Helm chart", () => {
     expect(policy.origins.allow).toEqual(["models.example.com"]);
     expect(parsePolicy(find(objs, "ConfigMap", "cache-io-policy").data["policy.yaml"]).ok).toBe(true);
     expect(ds.containers[0]!.ports![0]).toMatchObject({ containerPort: 9585, hostPort: 9585 });
-    expect(policy.cache.peers).toEqual({ port: 9586 });
+    expect(policy.cache.peers).toMatchObject({ port: 9586 });
     expect(ds.containers[0]!.ports![1]).toEqual({ name: "peer", containerPort: 9586, protocol: "TCP" });
     expect(find(objs, "Service", "cache-io-node-cache-peers").spec.ports[0].port).toBe(9586);
     expect(ds.volumes!.find((v) => v.name === "cache-root")!.hostPath!.path).toBe("/data/cache-io");
