@@ -336,9 +336,15 @@ cache: {port: ${this.port}, diskBudget: 8Gi, peers: {port: ${this.peerPort}${pee
     return this.#request(this.url(i) + objectPath(key, url, sha256), token, opts.timeoutMs);
   }
 
-  #request(target: string, token: string, timeoutMs = 120_000): Promise<Got> {
+  /** GET the file from node i's PEER port, as node j's cache would (its peer token) or with any `token`, plus `headers`. */
+  async peerGet(i: number, url: string, auth: { asNode: number } | { token: string }, headers: Record<string, string> = {}): Promise<Got> {
+    const token = "token" in auth ? auth.token : readFileSync(join(this.dir, this.nodes[auth.asNode]!.name, "peer-token"), "utf8");
+    return this.#request(`http://${this.nodes[i]!.ip}:${this.peerPort}${objectPath(cacheKey(url), url)}`, token, 60_000, headers);
+  }
+
+  #request(target: string, token: string, timeoutMs = 120_000, headers: Record<string, string> = {}): Promise<Got> {
     return new Promise((resolve, reject) => {
-      const r = request(target, { headers: { authorization: `Bearer ${token}` }, agent: false, timeout: timeoutMs }, (res) => {
+      const r = request(target, { headers: { authorization: `Bearer ${token}`, ...headers }, agent: false, timeout: timeoutMs }, (res) => {
         const h = createHash("sha256");
         let bytes = 0;
         let error = "";

@@ -68,6 +68,18 @@ describeCluster("the cluster tier: node caches on their own addresses, peers fro
     expect(wrongNode.error).toMatch(/bound to a pod on node "node-1", not this node "node-2"/);
   }, 120_000);
 
+  it("the peer port takes only the node cache's own ServiceAccount, acting for a named caller", async () => {
+    const url = origin.url("/smoke.bin");
+    const pod = await h.peerGet(1, url, { token: await h.clientToken(1) });
+    expect(pod.status).toBe(401);
+    expect(pod.error).toMatch(/not the node cache's own peers-sys\/cache-io-node-cache: the peer port \(cache.peers.port\) serves only node caches/);
+    const anonymous = await h.peerGet(1, url, { asNode: 0 });
+    expect(anonymous.status).toBe(403);
+    expect(anonymous.error).toMatch(/a peer request needs x-cache-io-on-behalf-of/);
+    const forPod = await h.peerGet(1, url, { asNode: 0 }, { "x-cache-io-on-behalf-of": `${h.app}/default` });
+    expect(forPod, forPod.error).toMatchObject({ status: 200, bytes: small.length, sha256: sha256Hex(small) });
+  }, 60_000);
+
   it("4 caches, one client per node, the same cold file at once: the origin sends it once; 1 origin fill, 3 peer fills", async () => {
     const f = file("/one.bin", 1, 16e6);
     const owner = index(owners(f.url, h.nodes)[0]!);
