@@ -150,6 +150,11 @@ export class PeerCaches {
     await this.#api.must("POST", `${rbac}/namespaces/${this.sys}/rolebindings`, { apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", metadata: { name }, roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name }, subjects });
   }
 
+  /**
+   * A kwok Node, tainted (no other test's pods) and without kubernetes.io/os: the project's
+   * DaemonSets tolerate every taint but select kubernetes.io/os=linux, so other test files
+   * sharing the cluster still count only the harness's own nodes.
+   */
   async #node(n: PeerNode): Promise<void> {
     const status = {
       addresses: [{ type: "InternalIP", address: n.ip }, { type: "Hostname", address: n.name }],
