@@ -320,6 +320,18 @@ export class NodeCache {
     this.#policyTimer.unref();
   }
 
+  /** Whether `key` is one of the policy's cache.prewarm files (which peers may ask for without naming a caller). */
+  isPrewarmKey(key: string): boolean {
+    const c = this.policy().cache;
+    return c.prewarm.some((raw) => {
+      try {
+        return cacheKey(normalizeUrl(raw), c.keyIgnoreQuery) === key;
+      } catch {
+        return false;
+      }
+    });
+  }
+
   async #prewarm(): Promise<void> {
     for (const raw of this.opts.policy().cache.prewarm) {
       try {

@@ -84,7 +84,7 @@ async function handlePeer(cache: NodeCache, req: IncomingMessage, res: ServerRes
     const problem = cache.policyProblem();
     if (problem) throw Object.assign(new CacheError(503, "not_ready", problem), { retryAfter: 10 });
     if (!cache.policy().cache.peers.enabled) throw Object.assign(new CacheError(503, "not_ready", "the cluster tier is off on this node (cache.peers.enabled: false): fill from the origin"), { retryAfter: 60 });
-    const caller = await cache.access.identifyPeer(req.headers.authorization, req.headers[PEER_HEADERS.onBehalfOf], own);
+    const caller = await cache.access.identifyPeer(req.headers.authorization, req.headers[PEER_HEADERS.onBehalfOf], own, () => cache.isPrewarmKey(m[2] ?? ""));
     const params = parseObjectRequest(m[2] ?? "", query, cache.access.rulesFor(caller), caller, cache.policy().cache.keyIgnoreQuery);
     cache.access.check(caller, params.url);
     return serveObject(cache, req, res, { ...params, viaPeer: true }, send);

@@ -35,6 +35,7 @@ async function cacheWith(mode: "required" | "optional"): Promise<RunningCache> {
 origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}
 identity: {mode: ${mode}, maxFillsPerNamespace: 1}
 credentials: [{name: hf, match: {host: "${priv.host}", scheme: http}, namespaces: [team-a], kind: bearer, secretDir: ${join(root, "secret")}}]
+cache: {prewarm: ["${origin.url("/warm.bin")}"]}
 `);
   const c = await startCache({ root: join(root, "cache"), host: "127.0.0.1", port: 0, peerPort: 0, own: OWN, nodeName: NODE, identityKubeConfig: kubeconfigFor(issuer.url), policy: () => policy });
   caches.push(c);
@@ -49,7 +50,7 @@ beforeAll(async () => {
   issuer = await startIssuer();
   issuer.keys = [key.jwk];
   origin = await startOrigin();
-  for (const p of ["/a.bin", "/slow.bin", "/next.bin"]) origin.put(p, bytes);
+  for (const p of ["/a.bin", "/slow.bin", "/next.bin", "/warm.bin", "/cold.bin"]) origin.put(p, bytes);
   priv = await startAuthOrigin((h) => h.authorization === "Bearer hf-secret");
   priv.put("/m.bin", bytes);
   dir = mkdtempSync(join(tmpdir(), "cache-peer-identity-"));
@@ -75,6 +76,15 @@ describe("peer tokens on the peer port (identity.mode required)", () => {
     const r = await get(strict, origin.url("/a.bin"), as(await peerToken(), "team-a/default"));
     expect(r.status, r.body.toString()).toBe(200);
     expect(r.body.equals(bytes)).toBe(true);
+  });
+
+  it("a peer naming no caller gets only the policy's pre-warm files (its own pre-warm), anything else 403", async () => {
+    const warm = await get(strict, origin.url("/warm.bin"), as(await peerToken()));
+    expect(warm.status, warm.body.toString()).toBe(200);
+    expect(warm.body.equals(bytes)).toBe(true);
+    const cold = await get(strict, origin.url("/cold.bin"), as(await peerToken()));
+    expect(cold.status).toBe(403);
+    expect(cold.body.toString()).toMatch(/needs x-cache-io-on-behalf-of.*cache\.prewarm/);
   });
 
   const refusals: Array<[string, () => Promise<string>, RegExp]> = [

@@ -62,14 +62,15 @@ export class Access {
    * anonymous callers in and no token is sent (or tokens cannot be checked), the header
    * is not trusted and the request is anonymous too.
    */
-  async identifyPeer(authorization: string | undefined, onBehalfOf: string | string[] | undefined, own: OwnAccount): Promise<Caller | undefined> {
+  async identifyPeer(authorization: string | undefined, onBehalfOf: string | string[] | undefined, own: OwnAccount, forItself?: () => boolean): Promise<Caller | undefined> {
     const caller = parseOnBehalfOf(onBehalfOf);
     const mode = this.o.policy().identity.mode;
     if (mode === "off" || (mode === "optional" && (!authorization || !this.verifier))) return undefined;
     await this.#counted(this.#verifier().verifyPeer(authorization, own));
     if (caller) return { ...caller, peer: true };
-    if (mode === "required") {
-      throw new CacheError(403, "unauthenticated", "a peer request needs x-cache-io-on-behalf-of: <namespace>/<serviceaccount> of the caller it is for (identity.mode is required: no anonymous fills)");
+    // A peer's own pre-warm (no caller to name) may ask for the policy's pre-warm files only.
+    if (mode === "required" && !forItself?.()) {
+      throw new CacheError(403, "unauthenticated", "a peer request needs x-cache-io-on-behalf-of: <namespace>/<serviceaccount> of the caller it is for (identity.mode is required: no anonymous fills; without it a peer may ask only for the files of cache.prewarm)");
     }
     return undefined;
   }
