@@ -64,6 +64,8 @@ export function nodeCacheDaemonSet(policy: Policy, t: Target = DEFAULT_TARGET, r
             cliContainer("cache", t.image, ["cache", "--policy", PATHS.policyFile], {
               env: [
                 fieldEnv("NODE_NAME", "spec.nodeName"),
+                // $(NODE_IP) in cache.proxies URLs: a proxy on every node (a Dragonfly dfdaemon).
+                fieldEnv("NODE_IP", "status.hostIP"),
                 fieldEnv("POD_NAMESPACE", "metadata.namespace"),
                 fieldEnv("CACHE_IO_SERVICE_ACCOUNT", "spec.serviceAccountName"),
                 { name: "CACHE_IO_PEERS_SERVICE", value: NAMES.peersService },
