@@ -23,7 +23,7 @@ import type { Api } from "./api.js";
 import type { ClusterInfo } from "./harness.js";
 import { adminApi, createNamespace, deleteNamespaces, tokenKubeconfig, until } from "./kube.js";
 import { nodesReady } from "./kwok.js";
-import { killNow, startProc, stopProc, tail, type Proc } from "./processes.js";
+import { freePort, killNow, startProc, stopProc, tail, type Proc } from "./processes.js";
 
 export const PEERS_SERVICE = "cache-io-node-cache-peers";
 export const CACHE_SA = "cache-io-node-cache";
@@ -70,14 +70,7 @@ function canListen(host: string, port: number): Promise<boolean> {
 /** A port free on every address (the OS picks it on the first). */
 async function portOnAll(ips: string[], avoid: number[] = []): Promise<number> {
   for (let tries = 0; tries < 20; tries++) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const s = createServer();
-      s.once("error", reject);
-      s.listen(0, ips[0], () => {
-        const p = (s.address() as { port: number }).port;
-        s.close(() => resolve(p));
-      });
-    });
+    const port = await freePort(ips[0]);
     if (avoid.includes(port)) continue;
     if ((await Promise.all(ips.map((ip) => canListen(ip, port)))).every(Boolean)) return port;
   }
