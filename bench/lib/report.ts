@@ -15,6 +15,8 @@ import { fmtBytes, fmtMs, fmtRatio, table } from "./stats.js";
 
 const DOCS = join(ROOT, "docs");
 const FINDINGS = join(ROOT, "bench", "findings.md");
+/** Written by bench/peers.ts (it starts its own control plane, so bench/all.ts does not run it). */
+const PEERS = join(ROOT, "docs", "bench-peers.md");
 
 interface All {
   ttd?: Saved<TimeToDataResult>;
@@ -142,6 +144,7 @@ export async function writeReport(): Promise<string> {
     all.serving ? servingSection(all.serving) : missing("4. Serving a cached file", "npx tsx bench/serving.ts"),
     all.webhook ? webhookSection(all.webhook) : missing("5. The webhook", "npx tsx bench/webhook.ts"),
     fillsSection(),
+    existsSync(PEERS) ? readFileSync(PEERS, "utf8").replace(/^## N\./m, "## 8.") : "",
     existsSync(FINDINGS) ? readFileSync(FINDINGS, "utf8") : "",
   ].join("\n");
   const file = join(DOCS, "BENCHMARKS.md");
