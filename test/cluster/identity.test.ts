@@ -18,14 +18,15 @@ import { startCache, type RunningCache } from "../../src/cache/index.js";
 import { containerArgv } from "../../src/cache/kubelet.js";
 import { parsePolicy } from "../../src/policy/load.js";
 import type { Policy } from "../../src/policy/schema.js";
-import { MIN_CURL, TOKEN_AUDIENCE, TOKEN_PATH } from "../../src/shared/identity.js";
+import { MIN_CURL, TOKEN_PATH } from "../../src/shared/identity.js";
 import { cacheKey, objectPath } from "../../src/shared/protocol.js";
 import { decide } from "../../src/webhook/decide.js";
 import { fetchRaw, pseudoRandom, startOrigin, type Origin } from "../support/origin.js";
 import { fetcherOf } from "../support/pod-fixtures.js";
 import type { Api } from "./api.js";
+import { boundToken, scheduledPod } from "./bound-tokens.js";
 import { describeCluster } from "./context.js";
-import { adminApi, createNamespace, deleteNamespaces, serviceAccountToken, tokenKubeconfig, until } from "./kube.js";
+import { adminApi, createNamespace, deleteNamespaces, serviceAccountToken, tokenKubeconfig } from "./kube.js";
 import { freePort } from "./processes.js";
 
 const exec = promisify(execFile);
@@ -43,26 +44,6 @@ describeCluster("the node cache verifies real bound ServiceAccount tokens", (c) 
   const other = c.nodes[1]!;
   const content = pseudoRandom(256 * 1024, 11);
   const pods = new Map<string, V1Pod>();
-
-  async function scheduledPod(ns: string, name: string, nodeName: string): Promise<V1Pod> {
-    await api.must("POST", `/api/v1/namespaces/${ns}/pods`, {
-      apiVersion: "v1", kind: "Pod", metadata: { name },
-      spec: { nodeSelector: { "kubernetes.io/hostname": nodeName }, containers: [{ name: "app", image: "registry.example.com/app:1" }], terminationGracePeriodSeconds: 0 },
-    });
-    return until(`pod ${ns}/${name} on ${nodeName}`, async () => {
-      const p = (await api.get(`/api/v1/namespaces/${ns}/pods/${name}`)).body as V1Pod;
-      return p.spec?.nodeName && p.status?.hostIP ? p : undefined;
-    }, 90_000);
-  }
-
-  /** A token the kubelet would project for `pod`: TokenRequest bound to the pod. */
-  async function podToken(pod: V1Pod, audience = TOKEN_AUDIENCE): Promise<string> {
-    const r = await api.must("POST", `/api/v1/namespaces/${pod.metadata!.namespace}/serviceaccounts/default/token`, {
-      apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest",
-      spec: { audiences: [audience], expirationSeconds: 600, boundObjectRef: { apiVersion: "v1", kind: "Pod", name: pod.metadata!.name, uid: pod.metadata!.uid } },
-    });
-    return r.status.token as string;
-  }
 
   const ask = (path: string, token?: string) => {
     const url = origin.url(path);
@@ -88,9 +69,9 @@ cache: {port: ${port}}
     if (!parsed.ok) throw new Error(parsed.errors.join("; "));
     policy = parsed.policy;
     cache = await startCache({ root: join(dir, "root"), host: node.ip, port, nodeName: node.name, identityKubeConfig: own, policy: () => policy });
-    pods.set("a", await scheduledPod(NS_A, "app-here", node.name));
-    pods.set("a-other", await scheduledPod(NS_A, "app-there", other.name));
-    pods.set("b", await scheduledPod(NS_B, "app-b", node.name));
+    pods.set("a", await scheduledPod(api, NS_A, "app-here", node.name));
+    pods.set("a-other", await scheduledPod(api, NS_A, "app-there", other.name));
+    pods.set("b", await scheduledPod(api, NS_B, "app-b", node.name));
   }, 180_000);
 
   afterAll(async () => {
@@ -101,19 +82,19 @@ cache: {port: ${port}}
   });
 
   it("a token bound to a pod on this node (TokenRequest, boundObjectRef) is accepted", async () => {
-    const r = await ask("/a/model.bin", await podToken(pods.get("a")!));
+    const r = await ask("/a/model.bin", await boundToken(api, pods.get("a")!));
     expect(r.status, r.body.toString()).toBe(200);
     expect(r.body.equals(content)).toBe(true);
   });
 
   it("refused with 401: missing, garbage, the API server's audience, a pod on another node, a key not the issuer's", async () => {
-    const forged = (await podToken(pods.get("a")!)).split(".");
+    const forged = (await boundToken(api, pods.get("a")!)).split(".");
     forged[2] = Buffer.from("not the issuer's signature").toString("base64url");
     const cases: Array<[string | undefined, RegExp]> = [
       [undefined, /no Authorization: Bearer header/],
       ["garbage", /not a JWT/],
-      [await podToken(pods.get("a")!, c.serviceAccountIssuer), /audience is \["https:\/\/kubernetes\.default\.svc\.cluster\.local"\], not "cache\.io\/node-cache"/],
-      [await podToken(pods.get("a-other")!), new RegExp(`bound to a pod on node "${other.name}", not this node "${node.name}"`)],
+      [await boundToken(api, pods.get("a")!, c.serviceAccountIssuer), /audience is \["https:\/\/kubernetes\.default\.svc\.cluster\.local"\], not "cache\.io\/node-cache"/],
+      [await boundToken(api, pods.get("a-other")!), new RegExp(`bound to a pod on node "${other.name}", not this node "${node.name}"`)],
       [forged.join("."), /signature does not verify/],
       [await serviceAccountToken(api, NS_A, "default"), /audience|names no node/],
     ];
@@ -126,7 +107,7 @@ cache: {port: ${port}}
   });
 
   it("namespace B, asking directly with its own valid token, may not fetch A's origin nor read A's cached file by URL", async () => {
-    const b = await podToken(pods.get("b")!);
+    const b = await boundToken(api, pods.get("b")!);
     for (const path of ["/a/model.bin", "/a/never-fetched.bin"]) {
       const r = await ask(path, b);
       expect(r.status).toBe(403);
@@ -150,7 +131,7 @@ cache: {port: ${port}}
     // the kubelet's projected volume: the token file, bind-mounted at the container path
     const projected = join(dir, "projected");
     mkdirSync(projected, { recursive: true });
-    writeFileSync(join(projected, "token"), await podToken(pod));
+    writeFileSync(join(projected, "token"), await boundToken(api, pod));
     const copies = join(dir, "copies");
     mkdirSync(copies, { recursive: true });
     const argv = containerArgv(fetch, { "status.hostIP": pod.status!.hostIP! }, { "/cache-io": copies });
@@ -163,7 +144,7 @@ cache: {port: ${port}}
     expect(run.stdout).toMatch(/done init\.bin|cached init\.bin/);
 
     // the same command with the token of another namespace's pod on another node fails loudly
-    writeFileSync(join(projected, "token"), await podToken(pods.get("a-other")!));
+    writeFileSync(join(projected, "token"), await boundToken(api, pods.get("a-other")!));
     const refused = await exec(file!, args.map((a, i) => (args[i - 1] === "--retry" ? "0" : a)), { timeout: 60_000 }).then(() => null, (e: { code: number; stderr: string }) => e);
     expect(refused?.code).toBe(22);
     expect(refused?.stderr).toMatch(/401/);
