@@ -20,6 +20,9 @@ export interface Bar {
 }
 
 /** Horizontal bars on a log axis: time until the file is usable, per method. */
+/** Where the log-scale bars of the time-to-data chart start (below every measured time). */
+const LOG_FLOOR_S = 0.01;
+
 export function timeToDataSpec(bars: Bar[], title: string): TopLevelSpec {
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
@@ -32,7 +35,9 @@ export function timeToDataSpec(bars: Bar[], title: string): TopLevelSpec {
         mark: "bar",
         encoding: {
           y: { field: "label", type: "nominal", sort: null, title: null, axis: { labelLimit: 400 } },
-          x: { field: "seconds", type: "quantitative", scale: { type: "log" }, title: "seconds until the file is usable (log scale)" },
+          // A log scale has no 0: the bars start at the axis' left end, else they have no width.
+          x: { field: "seconds", type: "quantitative", scale: { type: "log", domainMin: LOG_FLOOR_S }, title: "seconds until the file is usable (log scale)" },
+          x2: { datum: LOG_FLOOR_S },
           color: { field: "kind", type: "nominal", title: null, legend: { orient: "bottom", labelLimit: 400 } },
         },
       },
