@@ -66,7 +66,9 @@ export function cniConfig(s: ContainerdSpec): string {
         type: "bridge", bridge: s.bridge, isGateway: true, ipMasq: false,
         ipam: { type: "host-local", dataDir: join(s.dir, "ipam"), ranges: [[{ subnet: s.subnet, gateway: s.gateway }]], routes: [{ dst: "0.0.0.0/0" }] },
       },
-      { type: "portmap", capabilities: { portMappings: true } },
+      // All test nodes share this host's nat table: without a destination match, one node's
+      // hostPort rule would catch the calls pods of another node make to their own node IP.
+      { type: "portmap", capabilities: { portMappings: true }, conditionsV4: ["-d", `${s.gateway}/32`] },
     ],
   });
 }

@@ -5,14 +5,16 @@
 // green; a pod that asks for a file is mutated by the in-cluster webhook and reads the
 // file from the in-cluster node cache, undisturbed while that cache pod is deleted and
 // recreated; the pre-pull controller's DaemonSet runs each policy image's no-op and
-// settles in pause on every node. Uninstalling leaves no cache-io pod and no rule.
+// settles in pause on every node; the cluster tier: a file one node's cache owns is fetched
+// from the origin once for pods on both nodes. Uninstalling leaves no cache-io pod and no rule.
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments, stringify } from "yaml";
-import { ANNOTATION, NAMESPACE_LABEL, RESERVED } from "../../src/shared/protocol.js";
+import { rank } from "../../src/cache/peers/rendezvous.js";
+import { ANNOTATION, NAMESPACE_LABEL, RESERVED, cacheKey } from "../../src/shared/protocol.js";
 import { pseudoRandom, startOrigin, type Origin } from "../support/origin.js";
 import { startControlPlane, type ControlPlane } from "./control-plane.js";
 import { startNode, type TestNode } from "./node.js";
@@ -159,6 +161,37 @@ describe.skipIf(!gate.run)("deploy/default on a real node", () => {
     const lines = out.trim().split("\n");
     expect(lines).toHaveLength(200);
     expect(lines.every((l) => l.startsWith(sha256))).toBe(true);
+  }, 300_000);
+
+  it("the cluster tier: pods on both nodes, a file the other node's cache owns: one origin GET, the bytes cross between the caches", async () => {
+    const [here, owner] = [nodes[0]!, nodes[1]!];
+    // The peers as the caches see them: the EndpointSlice controller's slice of the headless Service, both nodes ready.
+    await waitFor("both node caches ready in the peers' EndpointSlice", async () => {
+      const slices = (await cp.kube.get(`/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dcache-io-node-cache-peers`)).body.items as Obj[];
+      const ready = slices.flatMap((sl) => (sl.endpoints ?? []) as Obj[]).filter((e) => e.conditions?.ready !== false).map((e) => e.nodeName);
+      return nodes.every((n) => ready.includes(n.name)) ? true : undefined;
+    }, { timeoutMs: 120_000 });
+    await new Promise((r) => setTimeout(r, 3000)); // the caches' watches see the slice
+    let path = "";
+    for (let i = 0; !path; i++) if (rank(cacheKey(origin.url(`/f/shared-${i}.bin`)), nodes.map((n) => ({ node: n.name })))[0]!.node === owner.name) path = `/f/shared-${i}.bin`;
+    const { sha256 } = origin.put(path, pseudoRandom(8 * 2 ** 20, 12));
+    origin.rateFor.set(path, 4 * 2 ** 20); // a 2 s fill: the pods overlap it
+    for (const n of [here, owner]) {
+      await createPod(cp.kube, {
+        apiVersion: "v1", kind: "Pod",
+        metadata: { name: `tier-${n.name}`, namespace: "app", annotations: { [ANNOTATION.files]: `${origin.url(path)}#sha256=${sha256}` } },
+        spec: { nodeName: n.name, restartPolicy: "Never", containers: [{ name: "app", image: "cache-io.test/busybox:1", imagePullPolicy: "Never", command: ["sha256sum", `/cache/${path.split("/").at(-1)}`] }] },
+      });
+    }
+    for (const n of [here, owner]) {
+      const done = await waitPhase(cp.kube, "app", `tier-${n.name}`, ["Succeeded", "Failed"]);
+      expect(done.status?.phase, await logs(cp.kube, "app", `tier-${n.name}`, RESERVED.initContainer)).toBe("Succeeded");
+      expect(await logs(cp.kube, "app", `tier-${n.name}`, "app")).toContain(sha256);
+    }
+    expect(origin.gets(path)).toBe(1);
+    const metric = async (n: TestNode, line: RegExp) => Number(line.exec(await (await fetch(`http://${n.ip}:8585/metrics`)).text())?.[1] ?? 0);
+    expect(await metric(here, /^cache_io_cache_fill_sources_total\{source="peer"\} (\d+)/m)).toBeGreaterThanOrEqual(1);
+    expect(await metric(owner, /^cache_io_cache_peer_bytes_total\{direction="out"\} (\d+)/m)).toBeGreaterThanOrEqual(8 * 2 ** 20);
   }, 300_000);
 
   it("pre-pull: the controller's DaemonSet runs each policy image's no-op and settles in pause on every node", async () => {
