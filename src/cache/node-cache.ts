@@ -322,23 +322,28 @@ export class NodeCache {
 
   /** Whether `key` is one of the policy's cache.prewarm files (which peers may ask for without naming a caller). */
   isPrewarmKey(key: string): boolean {
-    const c = this.policy().cache;
-    return c.prewarm.some((raw) => {
+    return this.opts.policy().cache.prewarm.some((raw) => {
       try {
-        return cacheKey(normalizeUrl(raw), c.keyIgnoreQuery) === key;
+        return this.#prewarmTarget(raw).key === key;
       } catch {
         return false;
       }
     });
   }
 
+  /** A cache.prewarm entry as a request: its normalized URL and cache key. */
+  #prewarmTarget(raw: string): { url: string; key: string } {
+    const url = normalizeUrl(raw);
+    return { url, key: cacheKey(url, this.opts.policy().cache.keyIgnoreQuery) };
+  }
+
   async #prewarm(): Promise<void> {
     for (const raw of this.opts.policy().cache.prewarm) {
       try {
-        const url = normalizeUrl(raw);
+        const { url, key } = this.#prewarmTarget(raw);
         const why = checkOriginUrl(new URL(url), this.rules());
         if (why) throw new CacheError(403, "policy", why);
-        const meta = await this.complete({ key: cacheKey(url, this.policy().cache.keyIgnoreQuery), url, prewarm: true });
+        const meta = await this.complete({ key, url, prewarm: true });
         this.log.info({ url: redact(url), bytes: meta.size }, "pre-warmed");
       } catch (err) {
         this.log.warn({ url: redact(raw), err: (err as Error).message }, "pre-warm failed");

@@ -219,12 +219,13 @@ async function receiveFrom(ctx: PeerFetchContext, r: PeerResponse, body: FillBod
   }
 }
 
-const FATAL_REASONS = new Set<string>(["checksum", "too_large", "policy"]);
+/** Reasons that fail the fill here too whatever the status (a policy refusal only as a 403: see ownerVerdict). */
+const FATAL_REASONS = new Set<string>(["checksum", "too_large"]);
 
 /** The owner's answer about the origin that fails the fill here too, or null (ask the next). */
 export function ownerVerdict(peer: Peer, status: number, e: { reason?: string; originStatus?: number; message: string }): CacheError | null {
   const originClient = e.reason === "origin_status" && e.originStatus !== undefined && e.originStatus >= 400 && e.originStatus < 500 && e.originStatus !== 408 && e.originStatus !== 429;
-  const fatal = originClient || (e.reason === "policy" && status === 403) || (e.reason !== undefined && e.reason !== "policy" && FATAL_REASONS.has(e.reason));
+  const fatal = originClient || (e.reason === "policy" && status === 403) || (e.reason !== undefined && FATAL_REASONS.has(e.reason));
   if (!fatal) return null;
   const err = new CacheError(status >= 400 && status < 600 ? status : 502, e.reason as FailReason, `peer ${peer.node}: ${e.message}`);
   if (e.originStatus !== undefined) err.originStatus = e.originStatus;
