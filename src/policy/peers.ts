@@ -14,4 +14,10 @@ export const peersSchema = z.strictObject({
   idleTimeout: duration.default(10_000),
   /** Peers asked for one file, in rendezvous order, before the origin. */
   maxTries: z.number().int().min(1).max(8).default(2),
+  /**
+   * Peers this node cache streams one file to at the same time; more are pointed to the
+   * peers it already serves, so a file spreads as a tree and no node's uplink carries it
+   * to every other node.
+   */
+  fanout: z.number().int().min(1).max(64).default(3),
 });
