@@ -2,10 +2,11 @@
 // writes, run with real curl, $(NODE_IP) -> 127.0.0.1, the emptyDir a temp dir) against
 // a new node cache, timed against that cache's own fill of the file (its "fill done" log
 // line: first request to a verified, synced, published file). Goal: the pod's copy ends
-// within 1.1x of the fill, i.e. it streams while the file fills. Also run: the same pod
-// with the object URL before the ensure URL ("object first": the copy streams while the
-// file fills), and a mount-mode pod (ensure only) for the floor. Variants alternate
-// within each round; medians.
+// within 1.1x of the fill, i.e. it streams while the file fills (the injected curl runs
+// the ensure and the object side by side, --parallel). Also run: the same pod with its
+// transfers one after the other (as injected before: the copy starts when the fill has
+// ended), and a mount-mode pod (ensure only) for the floor. Variants alternate within
+// each round; medians.
 //   npx tsx bench/copy-mode.ts [--size-mib 512] [--rounds 3] [--rate-mbps 60]
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -17,8 +18,8 @@ import { initPod, runInit, type InitPod } from "./lib/pod.js";
 import { removeTemp, sleep, tempDir } from "./lib/proc.js";
 import { median, MiB } from "./lib/stats.js";
 
-type Variant = "copy" | "copy, object first" | "mount";
-const VARIANTS: Variant[] = ["copy", "copy, object first", "mount"];
+type Variant = "copy" | "copy, ensure then object" | "mount";
+const VARIANTS: Variant[] = ["copy", "copy, ensure then object", "mount"];
 
 interface Sample {
   podMs: number;
@@ -30,15 +31,12 @@ function arg(name: string, fallback: number): number {
   return i > 0 ? Number(process.argv[i + 1]) : fallback;
 }
 
-/** The init container's arguments with each file's object URL before its ensure URL (the copy streams while the file fills; the ensure after it is a hit). */
-function objectFirst(pod: InitPod): InitPod {
+/** The init container as it was before its transfers ran side by side: the ensure, and only then the object (the copy starts when the fill has ended). */
+function sequential(pod: InitPod): InitPod {
   const args = [...pod.args];
-  for (let i = 0; i + 5 < args.length; i++) {
-    if (args[i] === "-o" && args[i + 1] === "-" && args[i + 2]!.includes("/v1/ensure/") && args[i + 3] === "-o" && args[i + 5]!.includes("/v1/objects/")) {
-      args.splice(i, 6, ...args.slice(i + 3, i + 6), ...args.slice(i, i + 3));
-      i += 5;
-    }
-  }
+  const i = args.indexOf("--parallel");
+  if (i < 0 || args[i + 1] !== "--parallel-immediate" || args[i + 2] !== "--parallel-max") throw new Error(`the injected arguments have no --parallel options: ${args.join(" ")}`);
+  args.splice(i, 4);
   return { ...pod, args };
 }
 
@@ -58,7 +56,7 @@ async function once(variant: Variant, url: string, sha256: string, size: number)
   mkdirSync(emptyDir);
   try {
     const copy = initPod(cache.policy, url, sha256, variant === "mount" ? "mount" : "copy", emptyDir);
-    const podMs = await runInit(variant === "copy, object first" ? objectFirst(copy) : copy, size);
+    const podMs = await runInit(variant === "copy, ensure then object" ? sequential(copy) : copy, size);
     return { podMs, fillMs: await fillMs(cache.child.log) };
   } finally {
     await cache.child.stop();

@@ -25,6 +25,9 @@ export function curlArgs(files: FileRequest[], mode: Mode, policy: Policy): stri
     "--retry", String(policy.fetcher.retries), "--retry-all-errors", "--retry-delay", "2",
     ...tokenCurlArgs(policy),
   ];
+  // Transfers run side by side: a copy streams the file while it fills (the ensure beside it
+  // shows progress and fails loudly), and a pod's files fill at once instead of one after another.
+  if (mode === "copy" || files.length > 1) args.push("--parallel", "--parallel-immediate", "--parallel-max", String(MAX_PARALLEL));
   const base = cacheBase(policy);
   for (const f of files) {
     // ensure's body is progress text: -o - puts it in the container log.
@@ -33,6 +36,9 @@ export function curlArgs(files: FileRequest[], mode: Mode, policy: Policy): stri
   }
   return args;
 }
+
+/** Transfers one init container runs at once: a copy-mode file is two (ensure, object); the node cache's default fills per namespace (8). */
+export const MAX_PARALLEL = 8;
 
 export function fetchContainer(files: FileRequest[], mode: Mode, policy: Policy, resources = policy.fetcher.resources): V1Container {
   const { fetcher } = policy;

@@ -2,7 +2,7 @@
 // kubelet does, run with real curl (execFile, no shell) against a running node cache;
 // then the file the app container would see is checked against the origin's bytes.
 import type { V1Pod } from "@kubernetes/client-node";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -136,6 +136,41 @@ describe("copy mode", () => {
   });
 });
 
+describe("copy mode, cold, a slow origin", () => {
+  let policy: Policy;
+  const content = pseudoRandom(4 * MIB, 56);
+
+  beforeAll(async () => {
+    policy = await nodeCache("copy-stream", "originRetries: 0");
+    origin.put("/data/slow.tar", content);
+    origin.rateFor.set("/data/slow.tar", MIB); // a fill of ~4 s
+  });
+
+  it("the copy grows while the file is still filling (the object beside the ensure), and ends verified", async () => {
+    const emptyDir = mkdtempSync(join(dir, "emptydir-stream-"));
+    const pod = injected("copy-stream", `${origin.url("/data/slow.tar")}#name=slow.tar`, policy, "copy");
+    const published = join(objectDir(policy.cache.root, cacheKey(origin.url("/data/slow.tar"))), "data");
+    const copy = join(emptyDir, "slow.tar");
+    let copiedBeforePublish = 0;
+    let running = true;
+    const watching = (async () => {
+      while (running) {
+        if (!existsSync(published)) copiedBeforePublish = Math.max(copiedBeforePublish, existsSync(copy) ? statSync(copy).size : 0);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    const run = await runFetch(pod, emptyDir).finally(() => (running = false));
+    await watching;
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/done slow\.tar/);
+    expect(copiedBeforePublish).toBeGreaterThanOrEqual(MIB);
+    expect(copiedBeforePublish).toBeLessThan(content.length); // the last byte waits for the verified file
+    expect(readFileSync(copy).equals(content)).toBe(true);
+    expect(origin.gets("/data/slow.tar")).toBe(1);
+  }, 30_000);
+});
+
 describe("the longest URL the webhook admits", () => {
   let policy: Policy;
   const content = pseudoRandom(100_000, 55);
@@ -191,4 +226,22 @@ describe("a fill that fails after ensure committed to 200", () => {
     expect(readFileSync(hostPathOf(retried, "app", "/cache/cut.bin")).equals(content)).toBe(true);
     expect(origin.gets("/models/cut.bin")).toBe(3);
   }, 30_000);
+
+  it("in copy mode too: the copy that streamed is cut with the fill, curl fails, and its retry writes the whole file", async () => {
+    origin.put("/models/cut-copy.bin", content);
+    origin.rateFor.set("/models/cut-copy.bin", MIB);
+    const files = `${origin.url("/models/cut-copy.bin")}#name=cut.bin`;
+    origin.cue("/models/cut-copy.bin", { resetAfter: 2 * MIB });
+    const failedDir = mkdtempSync(join(dir, "emptydir-cut-"));
+    const failed = await runFetch(injected("cut-copy-once", files, { ...policy, fetcher: { ...policy.fetcher, retries: 0 } }, "copy"), failedDir);
+    expect(failed.code).not.toBe(0);
+    expect(failed.stdout).toMatch(/error: (the download of .* broke off|origin closed the connection after)/);
+
+    origin.cue("/models/cut-copy.bin", { resetAfter: 2 * MIB });
+    const okDir = mkdtempSync(join(dir, "emptydir-cut-"));
+    const ok = await runFetch(injected("cut-copy-retry", files, policy, "copy"), okDir);
+    expect(ok.code).toBe(0);
+    expect(readFileSync(join(okDir, "cut.bin")).equals(content)).toBe(true);
+    expect(origin.gets("/models/cut-copy.bin")).toBe(3);
+  }, 40_000);
 });

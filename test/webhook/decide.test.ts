@@ -59,6 +59,7 @@ describe("what the mutation adds", () => {
       "-q", "--silent", "--show-error", "--fail", "--fail-early", "--globoff", "--proto", "=http",
       "--connect-timeout", "5", "--speed-limit", "1", "--speed-time", "120",
       "--retry", "10", "--retry-all-errors", "--retry-delay", "2",
+      "--parallel", "--parallel-immediate", "--parallel-max", "8",
       "-o", "-", `${base}/v1/ensure/${cacheKey(MODEL)}?url=https%3A%2F%2Fmodels.example.com%2Fllama-7b.bin&sha256=${SHA}`,
       "-o", "-", `${base}/v1/ensure/${cacheKey(DATA)}?url=https%3A%2F%2Fdata.example.com%2Fsets%2Ftrain.tar`,
     ]);
@@ -83,6 +84,18 @@ describe("what the mutation adds", () => {
       "-o", "/cache-io/model.bin", `http://10.0.0.7:8585/v1/objects/${cacheKey(normalized)}?url=${encoded}`,
     ]);
     for (const a of fetcher.args!) expect(a.replace(base, ""), a).not.toMatch(/[$()'*! ]/);
+  });
+
+  it("transfers run side by side when there are several: copy mode's ensure and object, or several files; one mount-mode file runs alone", () => {
+    const parallel = ["--parallel", "--parallel-immediate", "--parallel-max", "8"];
+    const argsOf = (annotations: Record<string, string>) => fetcherOf(admit(makePod(annotations), policy).after)!.args!;
+    const hasParallel = (args: string[]) => args.join(" ").includes(parallel.join(" "));
+    expect(hasParallel(argsOf(files(`${MODEL}#name=model.bin`, { "cache.io/mode": "copy" })))).toBe(true);
+    expect(hasParallel(argsOf(files(`${MODEL}#name=model.bin`)))).toBe(false);
+    expect(hasParallel(argsOf(files(`${MODEL}#name=model.bin, ${DATA}`)))).toBe(true);
+    // The options come before the URLs (curl reads them globally either way; the container's args read in order).
+    const args = argsOf(files(`${MODEL}#name=model.bin`, { "cache.io/mode": "copy" }));
+    expect(args.indexOf("--parallel")).toBeLessThan(args.indexOf("-o"));
   });
 
   it("copy mode: one emptyDir written by the init container, mounted read-only in the app", () => {
