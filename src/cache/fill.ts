@@ -34,6 +34,8 @@ const RETRY_AFTER_S = 5;
 /** Peer streams of this node at once (a fill has at most one; cache.maxFills bounds them too). */
 const MAX_PEER_STREAMS = 32;
 
+type Verified = { promise: Promise<string>; resolve(sha256: string): void };
+
 export interface FillDeps {
   store: Store;
   budget: Budget;
@@ -61,11 +63,42 @@ export class Filler {
   /** Origin connections of every fill (cache.parts.maxConnections). */
   readonly #connections = new ConnectionPool(() => this.deps.policy().cache.parts.maxConnections);
   readonly #peerStreams = new ConnectionPool(() => MAX_PEER_STREAMS);
+  readonly #verified = new WeakMap<FillBody, Verified>();
 
   constructor(private readonly deps: FillDeps) {}
 
   get inFlight(): number {
     return this.#inflight.size;
+  }
+
+  /** The cluster tier's settings (membership, this node's name), when it runs with peers. */
+  get peers(): PeerSettings | undefined {
+    return this.deps.peers;
+  }
+
+  /** Whether a fill of `key` is in flight (a peer named in a busy answer serves only then, or a complete file). */
+  filling(key: string): boolean {
+    return this.#inflight.has(key);
+  }
+
+  /**
+   * The sha256 of `body` once it is complete and verified against what the waiters asked
+   * for, before it is synced and published: a peer stream may end then (the receiving
+   * node verifies again and syncs itself), so a relay tree does not add one fsync per hop.
+   * Never settles for a body that is not verified (its readers end with the fill).
+   */
+  verified(body: FillBody): Promise<string> {
+    return this.#digest(body).promise;
+  }
+
+  #digest(body: FillBody): Verified {
+    let d = this.#verified.get(body);
+    if (!d) {
+      let resolve!: (sha256: string) => void;
+      const promise = new Promise<string>((r) => (resolve = r));
+      this.#verified.set(body, (d = { promise, resolve }));
+    }
+    return d;
   }
 
   /** Start the fill of `req.key`, or join the one in flight; the caller counts as a waiter. Throws 503 past the caps. */
@@ -208,7 +241,8 @@ export class Filler {
       const peers = fill.attempt === 0 && this.deps.peers ? peersFor(req, this.deps.peers, c.peers) : [];
       const got = peers.length === 0 ? null : await fetchFromPeers({
         key: req.key, url: req.url, ...(req.sha256 ? { sha256: req.sha256 } : {}), ...(req.caller ? { caller: req.caller } : {}),
-        peers, token: this.deps.peers!.token, idleTimeout: c.peers.idleTimeout, connectTimeout: c.connectTimeout, streams: this.#peerStreams,
+        peers, self: this.deps.peers!.self, lookup: (node) => this.deps.peers!.source.peers().find((p) => p.node === node),
+        token: this.deps.peers!.token, idleTimeout: c.peers.idleTimeout, connectTimeout: c.connectTimeout, streams: this.#peerStreams,
         tempPath: () => this.deps.store.tempPath(req.key), signal, log, accepts: (sha) => fill.accepts(sha),
         onFailure: (peer, reason) => this.deps.metrics.peerFailures.inc({ peer, reason }),
         onLength,
@@ -276,6 +310,7 @@ export class Filler {
   /** Publish a complete body; `from` is where the bytes came from (the origin, or "peer <node>"). */
   async #done(fill: Fill, body: FillBody, sha256: string, v: Omit<Version, "size">, reservation: Reservation, resumable: boolean, log: Logger, from: string): Promise<ObjectMeta> {
     fill.bytes = body.watermark;
+    if (fill.accepts(sha256) && !fill.req.previous) this.#digest(body).resolve(sha256);
     const meta = await this.#publish(fill, body.path, sha256, present(v), reservation);
     if (resumable) await removeResume(this.deps.store.tmpDir, fill.req.key);
     body.finish();

@@ -1,6 +1,8 @@
 // The node cache's HTTP endpoints on node:http: /v1/ensure (progress text while a fill
 // runs), /v1/objects (the bytes), /healthz, /readyz, /metrics; the peer port's (only
-// /v1/objects for other node caches, paced by cache.peers.maxBandwidth, and /healthz);
+// /v1/objects for other node caches, paced by cache.peers.maxBandwidth, at most
+// cache.peers.fanout streams per file (more are answered busy, naming the peers served:
+// src/cache/peers/fanout.ts), and /healthz);
 // error responses that say why in x-cache-io-error (and x-cache-io-origin-status); and
 // the servers' own limits (header and request timeouts, header size, connections) that
 // bound what idle or slow clients can hold.
@@ -12,6 +14,7 @@ import type { Fill } from "./fill.js";
 import type { OwnAccount } from "./identity/verify.js";
 import { TokenBucket } from "./limits.js";
 import type { NodeCache } from "./node-cache.js";
+import { claimedNode, formatServing, NOT_PRESENT, PeerStreams, type PeerStream } from "./peers/fanout.js";
 import { PEER_HEADERS } from "./peers/types.js";
 import { cachedLine, doneLine, errorLine, progressLine, startLine } from "./progress.js";
 import { parseObjectRequest, type ObjectRequest } from "./request.js";
@@ -72,11 +75,25 @@ export interface PeerServerOptions extends ServerOptions {
 export function createPeerServer(cache: NodeCache, opts: PeerServerOptions): http.Server {
   const bucket = new TokenBucket(() => cache.policy().cache.peers.maxBandwidth);
   const out = cache.metrics.peerBytes.labels({ direction: "out" });
-  const send: SendOptions = { pacer: bucket, onSent: (n) => out.inc(n) };
-  return listener(opts, (req, res) => handlePeer(cache, req, res, opts.own, send));
+  const streams = new PeerStreams(() => cache.policy().cache.peers.fanout);
+  /** Each chunk is paced by the shared bucket, counted in peerBytes{out} and in its stream's progress (what "most advanced" means in a busy answer). */
+  const send = (stream: PeerStream): SendOptions => ({
+    pacer: {
+      chunk: () => bucket.chunk(),
+      take: (n) => {
+        stream.sent += n;
+        out.inc(n);
+        return bucket.take(n);
+      },
+    },
+  });
+  return listener(opts, (req, res) => handlePeer(cache, req, res, { own: opts.own, streams, send }));
 }
 
-async function handlePeer(cache: NodeCache, req: IncomingMessage, res: ServerResponse, own: OwnAccount, send: SendOptions): Promise<void> {
+type PeerPort = { own: OwnAccount; streams: PeerStreams; send(stream: PeerStream): SendOptions };
+
+async function handlePeer(cache: NodeCache, req: IncomingMessage, res: ServerResponse, port: PeerPort): Promise<void> {
+  const { own } = port;
   const [path = "", query = ""] = (req.url ?? "").split(/\?(.*)/s);
   const m = ROUTE.exec(path);
   if (m?.[1] === "objects") {
@@ -87,10 +104,54 @@ async function handlePeer(cache: NodeCache, req: IncomingMessage, res: ServerRes
     const caller = await cache.access.identifyPeer(req.headers.authorization, req.headers[PEER_HEADERS.onBehalfOf], own, () => cache.isPrewarmKey(m[2] ?? ""));
     const params = parseObjectRequest(m[2] ?? "", query, cache.access.rulesFor(caller), caller, cache.policy().cache.keyIgnoreQuery);
     cache.access.check(caller, params.url);
-    return serveObject(cache, req, res, { ...params, viaPeer: true }, send);
+    if (req.method === "HEAD") return serveObject(cache, req, res, { ...params, viaPeer: true });
+    const node = await callerNode(cache, req, own);
+    // From here on synchronous up to serveObject's acquire: what "present" saw is what it joins.
+    if (req.headers[PEER_HEADERS.ifPresent] !== undefined && !present(cache, params)) {
+      return text(res, 404, `${NOT_PRESENT}: this node cache has no copy of ${params.key} and is not filling one; ask the next peer\n`, { "x-cache-io-error": NOT_PRESENT });
+    }
+    const members = cache.filler.peers?.source.peers() ?? [];
+    const opened = port.streams.open(params.key, node, rangeStart(req.headers.range), (n) => members.some((p) => p.node === n));
+    if ("busy" in opened) return busyAnswer(cache, res, params.key, opened.serving);
+    res.once("close", opened.close);
+    return serveObject(cache, req, res, { ...params, viaPeer: true }, port.send(opened.stream));
   }
   if (path === "/healthz") return text(res, 200, "ok\n");
   throw new CacheError(404, "bad_request", `no such endpoint ${JSON.stringify(path.slice(0, 100))} on the peer port (endpoints: /v1/objects/<key>, /healthz; pods use cache.port)`);
+}
+
+/**
+ * The caller's node: the one its verified peer token is bound to (the verifier remembers
+ * the token, so this costs no second signature check); without one (identity.mode off, or
+ * no token) the node it claims in x-cache-io-node, which decides only whom it is hinted to.
+ */
+async function callerNode(cache: NodeCache, req: IncomingMessage, own: OwnAccount): Promise<string | undefined> {
+  const v = cache.access.verifier;
+  const auth = req.headers.authorization;
+  if (v && auth && cache.policy().identity.mode !== "off") return (await v.verifyPeer(auth, own)).node;
+  return claimedNode(req.headers[PEER_HEADERS.node]);
+}
+
+/** A complete copy of the asked content, or a fill of the key in flight. */
+function present(cache: NodeCache, params: ObjectRequest): boolean {
+  const m = cache.current(params.key);
+  return (!!m && (!params.sha256 || m.sha256 === params.sha256)) || cache.filler.filling(params.key);
+}
+
+function rangeStart(range: string | undefined): number {
+  const m = range === undefined ? null : /^bytes=(\d+)-/.exec(range.trim());
+  return m ? Number(m[1]) : 0;
+}
+
+/** 503: this node streams the file to cache.peers.fanout peers already; x-cache-io-peers-serving names them (those of its membership). */
+function busyAnswer(cache: NodeCache, res: ServerResponse, key: string, serving: string[]): void {
+  const { fanout } = cache.policy().cache.peers;
+  const them = serving.length > 0 ? `ask one of them: ${serving.join(", ")}` : "none of them is a known peer: ask the next peer";
+  text(res, 503, `busy: this node cache streams ${key} to ${fanout} peer(s) already (cache.peers.fanout); ${them}\n`, {
+    "x-cache-io-error": "busy",
+    "retry-after": "1",
+    [PEER_HEADERS.serving]: formatServing(serving),
+  });
 }
 
 type Timing = { ensureGraceMs: number; progressIntervalMs: number };

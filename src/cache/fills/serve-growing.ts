@@ -1,13 +1,15 @@
 // A download of a file that is still filling: 200 with the full Content-Length (or, for
 // one byte range, 206 with its Content-Range: a peer resuming from here), bytes sent as
 // the fill's contiguous prefix lands (never past its watermark), the last byte held back
-// until the fill is verified and published for this request's sha256; cut (destroyed)
+// until the fill is verified and published for this request's sha256 (for a peer: until
+// its sha256 is verified, before the sync: docs/PEERS.md, "The last byte"); cut (destroyed)
 // if the fill fails, so the client fails. It carries the origin's version (Fill.version)
 // once the origin answered; a range is streamed only for that version
 // (x-cache-io-if-origin-version), else it waits for the complete file.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Fill } from "../fill-state.js";
+import type { FillBody } from "./body.js";
 import type { NodeCache } from "../node-cache.js";
 import { PEER_HEADERS } from "../peers/types.js";
 import type { ObjectRequest } from "../request.js";
@@ -41,12 +43,14 @@ export async function serveGrowing(cache: NodeCache, req: IncomingMessage, res: 
     const version = fill.version?.size === size ? { [PEER_HEADERS.originVersion]: originVersion(fill.version) } : {};
     const ranged = Array.isArray(range) ? { "content-range": `bytes ${start}-${end}/${size}` } : {};
     res.writeHead(Array.isArray(range) ? 206 : 200, { "content-length": end - start + 1, "accept-ranges": "bytes", "content-type": "application/octet-stream", "cache-control": "no-cache", ...version, ...ranged });
-    const verified = cache.settle(fill, params, gone).then(() => true);
+    const settled = cache.settle(fill, params, gone).then(() => true);
+    let released = false;
+    const verified = params.viaPeer ? Promise.race([settled, verifiedFor(cache, body, params.sha256).then(() => (released = true))]) : settled;
     verified.catch(() => undefined);
     const { sendTimeout } = cache.policy().cache;
     while (pos <= end) {
       // The last byte goes only when the whole file is verified: a client never sees a complete response of unverified bytes.
-      const limit = body.finished ? end + 1 : Math.min(body.watermark, end);
+      const limit = body.finished || (released && body.watermark === size) ? end + 1 : Math.min(body.watermark, end);
       if (pos >= limit) {
         await (pos === end ? verified : body.waitPast(pos, gone));
         continue;
@@ -69,4 +73,9 @@ export async function serveGrowing(cache: NodeCache, req: IncomingMessage, res: 
     await body.release();
   }
   return true;
+}
+
+/** Resolves when `body` is verified for a request pinning `sha256` (or none); never for another sha256 (the settled fill decides then). */
+function verifiedFor(cache: NodeCache, body: FillBody, sha256: string | undefined): Promise<void> {
+  return cache.filler.verified(body).then((got) => (sha256 && got !== sha256 ? new Promise<void>(() => undefined) : undefined));
 }

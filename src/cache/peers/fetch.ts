@@ -1,12 +1,13 @@
 // A fill's bytes from the peers that rank above this node (docs/PEERS.md): one peer at
 // a time, streamed into the fill's FillBody (local readers stream while it lands); a
+// peer at its fanout names the peers it serves, which are asked next (ask-order.ts); a
 // peer that breaks off, stalls past cache.peers.idleTimeout or errs is counted and the
 // next one is asked from the byte reached (Range + the origin version the bytes belong
 // to; a 200 there starts over); none left: the origin. The owner's non-transient answer
 // about the origin (4xx, checksum, too large, refused) fails the fill: asking the
 // origin again would only repeat it. Bytes are checked like an origin's, never trusted more.
 import { open, rm } from "node:fs/promises";
-import http, { type IncomingMessage } from "node:http";
+import type { IncomingMessage } from "node:http";
 import type { Logger } from "../../shared/log.js";
 import { objectPath } from "../../shared/protocol.js";
 import { CacheError, type FailReason } from "../errors.js";
@@ -17,6 +18,9 @@ import { receive } from "../fills/receive.js";
 import { redact } from "../redact.js";
 import type { Caller } from "../request.js";
 import type { FillRequest } from "../fill-state.js";
+import { AskOrder } from "./ask-order.js";
+import { NOT_PRESENT, parseServing } from "./fanout.js";
+import { asPeerFailure, PeerFailed, peerGet, readError, type PeerResponse } from "./http.js";
 import { peersToAsk } from "./rendezvous.js";
 import { PEER_HEADERS, type Peer, type PeerSettings } from "./types.js";
 
@@ -26,8 +30,12 @@ export interface PeerFetchContext {
   /** The sha256 the fill was started for (sent to the owner, so it checks it too). */
   sha256?: string;
   caller?: Caller;
-  /** Whom to ask, in order (rendezvous.peersToAsk). */
+  /** Whom to ask, in order (rendezvous.peersToAsk); the peers busy answers name go in front. */
   peers: readonly Peer[];
+  /** This node's name (sent as x-cache-io-node; never asked). */
+  self: string;
+  /** A node of the membership as a peer (what a busy answer's names are looked up in). */
+  lookup(node: string): Peer | undefined;
   token(): Promise<string>;
   idleTimeout: number;
   connectTimeout: number;
@@ -60,13 +68,6 @@ class Local extends Error {
   }
 }
 
-/** A peer failed for `reason`: the next one is asked. */
-class PeerFailed extends Error {
-  constructor(readonly reason: string, message: string) {
-    super(message);
-  }
-}
-
 /**
  * Whom a miss asks before the origin: the ready peers ranked above this node (none for
  * a revalidation, which is conditional at the origin, or for a peer's own request: so a
@@ -96,10 +97,13 @@ export async function fetchFromPeers(ctx: PeerFetchContext): Promise<PeerResult 
     await rm(b.path, { force: true });
   };
   try {
-    for (const peer of ctx.peers) {
+    const order = new AskOrder(ctx.peers, { self: ctx.self, lookup: ctx.lookup });
+    for (let ask = order.next(); ask; ask = order.next()) {
+      const peer = ask.peer;
       ctx.signal.throwIfAborted();
       const resumeAt = body && versionRaw && body.watermark > 0 ? body.watermark : 0;
-      const headers: Record<string, string> = {};
+      const headers: Record<string, string> = { [PEER_HEADERS.node]: ctx.self };
+      if (ask.hinted) headers[PEER_HEADERS.ifPresent] = "1";
       if (resumeAt > 0) Object.assign(headers, { range: `bytes=${resumeAt}-`, [PEER_HEADERS.ifOriginVersion]: versionRaw! });
       try {
         const release = await ctx.streams.acquire(ctx.signal);
@@ -109,7 +113,14 @@ export async function fetchFromPeers(ctx: PeerFetchContext): Promise<PeerResult 
           const res = r.res;
           const status = res.statusCode ?? 0;
           if (status !== 200 && status !== 206) {
+            const serving = status === 503 ? parseServing(res.headers[PEER_HEADERS.serving]) : undefined;
             const e = await readError(res);
+            if (serving || (status === 404 && e.reason === NOT_PRESENT)) {
+              // At its fanout (ask the peers it names instead), or a named peer without the file: not a failure.
+              if (serving) order.busy(peer, serving);
+              ctx.log.debug({ peer: peer.node, status, serving, hops: order.hops }, serving ? "peer at its fanout; asking the peers it serves" : "named peer has no copy; asking the next");
+              continue;
+            }
             const fatal = ownerVerdict(peer, status, e);
             if (fatal) throw new Local(fatal);
             throw new PeerFailed(e.reason ? `${e.reason}` : `http_${status}`, `answered ${status}: ${e.message}`);
@@ -143,7 +154,8 @@ export async function fetchFromPeers(ctx: PeerFetchContext): Promise<PeerResult 
       } catch (err) {
         if (err instanceof Local) throw err.inner;
         if (ctx.signal.aborted) throw err;
-        const f = err instanceof PeerFailed ? err : asPeerFailure(err);
+        const f = asPeerFailure(err);
+        order.failed(peer);
         ctx.onFailure(peer.node, f.reason);
         ctx.log.warn({ peer: peer.node, reason: f.reason, err: f.message, bytes: body?.watermark ?? 0 }, "peer fetch failed; asking the next peer or the origin");
         // Bytes of a version nobody named cannot be resumed (or bytes that proved wrong): start over.
@@ -250,57 +262,3 @@ function sameVersion(a: Version, b: Version | undefined): boolean {
   return !!b && a.size === b.size && a.etag === b.etag && a.lastModified === b.lastModified;
 }
 
-/** Bytes of a peer's error answer read at most (its message). */
-const ERROR_BODY_MAX = 4096;
-
-type PeerResponse = { res: IncomingMessage; failure(): Error | undefined };
-
-/** GET from a peer: no redirects, no SSRF rules (peers are not origins), connect and idle timeouts. */
-function peerGet(peer: Peer, path: string, headers: Record<string, string>, ctx: PeerFetchContext): Promise<PeerResponse> {
-  return new Promise((resolve, reject) => {
-    let failure: Error | undefined;
-    const req = http.request({ host: peer.address, port: peer.port, path, method: "GET", agent: false, signal: ctx.signal, headers: { "user-agent": "cache-io/0.1 (node cache peer)", ...headers } });
-    const fail = (err: Error) => {
-      failure ??= err;
-      req.destroy(err);
-    };
-    const connectTimer = setTimeout(() => fail(new PeerFailed("connect", `accepted no connection within ${ctx.connectTimeout} ms (cache.connectTimeout)`)), ctx.connectTimeout);
-    req.on("socket", (sock) => sock.once("connect", () => clearTimeout(connectTimer)));
-    req.setTimeout(ctx.idleTimeout, () => fail(new PeerFailed("idle", `sent nothing for ${ctx.idleTimeout} ms (cache.peers.idleTimeout)`)));
-    req.on("response", (res) => {
-      clearTimeout(connectTimer);
-      resolve({ res, failure: () => failure });
-    });
-    req.on("error", (err) => {
-      clearTimeout(connectTimer);
-      reject(failure ?? err);
-    });
-    req.end();
-  });
-}
-
-/** What a peer's error answer says: x-cache-io-error, x-cache-io-origin-status and its message (bounded). */
-async function readError(res: IncomingMessage): Promise<{ reason?: string; originStatus?: number; message: string }> {
-  const chunks: Buffer[] = [];
-  let n = 0;
-  try {
-    for await (const c of res as AsyncIterable<Buffer>) {
-      chunks.push(c);
-      n += c.length;
-      if (n >= ERROR_BODY_MAX) break;
-    }
-  } catch {
-    // the message is a courtesy; the status says enough
-  }
-  res.destroy();
-  const text = Buffer.concat(chunks).subarray(0, ERROR_BODY_MAX).toString("utf8").trim().replace(/^error: /, "");
-  const reason = res.headers["x-cache-io-error"];
-  const os = Number(res.headers["x-cache-io-origin-status"]);
-  return { ...(typeof reason === "string" ? { reason } : {}), ...(Number.isInteger(os) && os > 0 ? { originStatus: os } : {}), message: text || `HTTP ${res.statusCode}` };
-}
-
-function asPeerFailure(err: unknown): PeerFailed {
-  if (err instanceof CacheError) return new PeerFailed(err.reason, err.message);
-  const e = err as NodeJS.ErrnoException;
-  return new PeerFailed("network", `${e.message}${e.code ? ` (${e.code})` : ""}`);
-}

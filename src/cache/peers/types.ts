@@ -30,4 +30,17 @@ export const PEER_HEADERS = {
   originVersion: "x-cache-io-origin-version",
   /** On a resumed peer request (with Range): the origin version the bytes so far belong to; a peer with another version answers 200 with the whole file. */
   ifOriginVersion: "x-cache-io-if-origin-version",
+  /**
+   * On a peer's 503 busy answer (cache.peers.fanout reached): the nodes this cache streams
+   * the file to now, the most advanced first, comma-separated (at most MAX_HINTS); each
+   * has a growing copy to ask instead.
+   */
+  serving: "x-cache-io-peers-serving",
+  /** On a peer request for a node named in a busy answer: "1": serve only a file you have or are filling, else 404 not_present (never start a fill). */
+  ifPresent: "x-cache-io-if-present",
+  /**
+   * On a peer request: the asking node's name. Used for hints only when no verified token
+   * names the node (identity.mode off, or no token): then anyone may claim anything anyway.
+   */
+  node: "x-cache-io-node",
 } as const;
