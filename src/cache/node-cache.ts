@@ -313,6 +313,7 @@ export class NodeCache {
       if (now === seen) return;
       const before = seen.cache.diskBudget;
       seen = now;
+      void this.#prewarm(); // entries the reload added; those already handled are skipped
       if (now.cache.diskBudget >= before) return;
       const evicted = this.budget.trim();
       this.log.info({ diskBudget: now.cache.diskBudget, was: before, evicted: evicted.length, used: this.budget.used() }, "disk budget shrank; evicted down to it");
@@ -337,8 +338,15 @@ export class NodeCache {
     return { url, key: cacheKey(url, this.opts.policy().cache.keyIgnoreQuery) };
   }
 
+  /** cache.prewarm entries already pre-warmed or being pre-warmed (a reload pre-warms only the ones it adds). */
+  readonly #prewarmed = new Set<string>();
+
   async #prewarm(): Promise<void> {
-    for (const raw of this.opts.policy().cache.prewarm) {
+    const entries = this.opts.policy().cache.prewarm;
+    for (const raw of this.#prewarmed) if (!entries.includes(raw)) this.#prewarmed.delete(raw); // removed: pre-warmed again if re-added
+    for (const raw of entries) {
+      if (this.#prewarmed.has(raw)) continue;
+      this.#prewarmed.add(raw);
       try {
         const { url, key } = this.#prewarmTarget(raw);
         const why = checkOriginUrl(new URL(url), this.rules());
@@ -346,6 +354,7 @@ export class NodeCache {
         const meta = await this.complete({ key, url, prewarm: true });
         this.log.info({ url: redact(url), bytes: meta.size }, "pre-warmed");
       } catch (err) {
+        this.#prewarmed.delete(raw); // the next policy change tries it again
         this.log.warn({ url: redact(raw), err: (err as Error).message }, "pre-warm failed");
       }
     }
