@@ -2,8 +2,10 @@
 // addresses (so there is no check-then-connect race), redirects followed by hand and
 // re-checked at every hop, connect and idle timeouts. A hop whose host has a forward
 // proxy (cache.proxies) goes through it to the checked address (src/cache/proxy.ts).
+// Fills (fillGet) send a direct plain-http hop on a raw socket (raw-origin.ts: fewer
+// copies and no garbage per read); every rule above is the same for both transports.
 import { lookup as dnsLookup } from "node:dns/promises";
-import http, { type IncomingMessage } from "node:http";
+import http, { type IncomingHttpHeaders, type IncomingMessage } from "node:http";
 import https from "node:https";
 import { isIP, type LookupFunction } from "node:net";
 import type { ProxyEntry } from "../policy/proxies.js";
@@ -11,6 +13,8 @@ import { checkOriginUrl, forbiddenAddress, type OriginRules } from "../shared/or
 import { CacheError, refused } from "./errors.js";
 import { authority, chooseProxy, proxyAuthorization, proxyStatusError, tunnelTo, type CheckedTarget, type ProxyRoute } from "./proxy.js";
 import { redact } from "./redact.js";
+import { HeadError, RequestHeadError } from "./http1.js";
+import { rawGet, RawResponse } from "./raw-origin.js";
 
 export const MAX_REDIRECTS = 5;
 const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
@@ -50,8 +54,20 @@ export interface OriginRequest {
   headers: Record<string, string>;
 }
 
-export interface OriginResponse {
-  res: IncomingMessage;
+/** What the fills use of a response, whichever transport read it. */
+export interface ResponseLike {
+  readonly statusCode?: number | undefined;
+  readonly headers: IncomingHttpHeaders;
+  /** Throw the body away. */
+  resume(): unknown;
+  destroy(err?: Error): unknown;
+}
+
+/** A fill's response: node:http's, or the raw transport's (a direct plain-http hop). */
+export type FillResponse = IncomingMessage | RawResponse;
+
+export interface OriginResponse<R extends ResponseLike = IncomingMessage> {
+  res: R;
   /** The URL that answered (after redirects). */
   url: string;
   /** Why the connection was cut by us (idle timeout) while the body was read, if it was. */
@@ -61,12 +77,18 @@ export interface OriginResponse {
 const defaultResolve: Resolver = (host) => dnsLookup(host, { all: true, verbatim: true });
 
 /** GET `start`, following up to MAX_REDIRECTS allowed redirects; resolves on the final response's headers. */
-export async function originGet(
-  start: string,
-  s: OriginSettings,
-  headers: Record<string, string>,
-  signal: AbortSignal,
-): Promise<OriginResponse> {
+export function originGet(start: string, s: OriginSettings, headers: Record<string, string>, signal: AbortSignal): Promise<OriginResponse> {
+  return hops(start, s, headers, signal, requestOnce);
+}
+
+/** originGet for a fill's body (fills/receive.ts reads both kinds): a direct plain-http hop goes on a raw socket. */
+export function fillGet(start: string, s: OriginSettings, headers: Record<string, string>, signal: AbortSignal): Promise<OriginResponse<FillResponse>> {
+  return hops<FillResponse>(start, s, headers, signal, (url, s2, h, sig, via) => (via || url.protocol !== "http:" ? requestOnce(url, s2, h, sig, via) : rawOnce(url, s2, h, sig)));
+}
+
+type Transport<R extends ResponseLike> = (url: URL, s: OriginSettings, headers: Record<string, string>, signal: AbortSignal, via?: Via) => Promise<OriginResponse<R>>;
+
+async function hops<R extends ResponseLike>(start: string, s: OriginSettings, headers: Record<string, string>, signal: AbortSignal, send: Transport<R>): Promise<OriginResponse<R>> {
   let url = new URL(start);
   for (let hop = 0; ; hop++) {
     const why = checkOriginUrl(url, s.rules);
@@ -78,7 +100,7 @@ export async function originGet(
     if (signed.url.origin !== url.origin) throw new CacheError(500, "policy", `a credential rewrote ${redact(url)} to another origin; refusing`);
     const proxy = chooseProxy(url.hostname, s.proxies, s.nodeIp);
     const via = proxy && (await route(url, s, proxy));
-    const r = await requestOnce(signed.url, s, signed.headers, signal, via);
+    const r = await send(signed.url, s, signed.headers, signal, via);
     const location = r.res.headers.location;
     if (!REDIRECT_STATUS.has(r.res.statusCode ?? 0) || !location) return r;
     r.res.resume();
@@ -128,15 +150,10 @@ function requestOnce(url: URL, s: OriginSettings, headers: Record<string, string
         ...headers,
       },
     });
-    const connectTimer = setTimeout(() => {
-      const what = via ? `origin ${url.host} through proxy ${via.proxy.entry.url} (cache.proxies)` : `origin ${url.host}`;
-      fail(new CacheError(504, "timeout", `${what} did not accept a connection within ${s.connectTimeout} ms (cache.connectTimeout)`, true));
-    }, s.connectTimeout);
+    const connectTimer = setTimeout(() => fail(connectTimedOut(url, s, via)), s.connectTimeout);
     // A tunnel comes connected (its connect timeout covered the proxy leg); a direct socket is still connecting.
     req.on("socket", (sock) => (sock.connecting ? sock.once("connect", () => clearTimeout(connectTimer)) : clearTimeout(connectTimer)));
-    req.setTimeout(s.idleTimeout, () =>
-      fail(new CacheError(504, "timeout", `origin ${url.host} sent nothing for ${s.idleTimeout} ms (cache.idleTimeout)`, true)),
-    );
+    req.setTimeout(s.idleTimeout, () => fail(idleTimedOut(url, s)));
     req.on("response", (res) => {
       clearTimeout(connectTimer);
       s.observe?.(resultOf(res.statusCode ?? 0));
@@ -149,11 +166,54 @@ function requestOnce(url: URL, s: OriginSettings, headers: Record<string, string
     req.on("error", (err) => {
       clearTimeout(connectTimer);
       const e = failure ?? classify(err, url);
-      s.observe?.(e.reason === "timeout" ? "timeout" : e.reason === "policy" ? "refused" : "network_error");
+      observeFailure(s, e);
       reject(e);
     });
     req.end();
   });
+}
+
+/** One hop on a raw socket; a body framing the raw reader does not read (chunked) is asked for again with node:http. */
+async function rawOnce(url: URL, s: OriginSettings, headers: Record<string, string>, signal: AbortSignal): Promise<OriginResponse<FillResponse>> {
+  const sent: Record<string, string> = { "user-agent": USER_AGENT, "accept-encoding": "identity" };
+  for (const [k, v] of Object.entries(headers)) sent[k.toLowerCase()] = v;
+  let r;
+  try {
+    r = await rawGet(url, sent, {
+      lookup: safeLookup(s), connectTimeout: s.connectTimeout, idleTimeout: s.idleTimeout, signal,
+      connectTimedOut: () => connectTimedOut(url, s), idleTimedOut: () => idleTimedOut(url, s),
+    });
+  } catch (err) {
+    const e = rawError(err as Error, url);
+    observeFailure(s, e);
+    throw e;
+  }
+  if (!(r instanceof RawResponse)) {
+    s.observe?.(resultOf(r.status));
+    return requestOnce(url, s, headers, signal);
+  }
+  s.observe?.(resultOf(r.statusCode));
+  const res = r;
+  return { res, url: url.href, failure: () => res.failure() as CacheError | undefined };
+}
+
+function rawError(err: Error, url: URL): CacheError {
+  if (err instanceof HeadError) return new CacheError(502, "origin_status", `origin ${url.host} broke HTTP/1.1 answering ${redact(url)}: ${err.message}`);
+  if (err instanceof RequestHeadError) return new CacheError(500, "policy", `cannot send the request for ${redact(url)}: ${err.message} (check the credential's headers in the policy)`);
+  return classify(err, url);
+}
+
+function observeFailure(s: OriginSettings, e: CacheError): void {
+  s.observe?.(e.reason === "timeout" ? "timeout" : e.reason === "policy" ? "refused" : "network_error");
+}
+
+function connectTimedOut(url: URL, s: OriginSettings, via?: Via): CacheError {
+  const what = via ? `origin ${url.host} through proxy ${via.proxy.entry.url} (cache.proxies)` : `origin ${url.host}`;
+  return new CacheError(504, "timeout", `${what} did not accept a connection within ${s.connectTimeout} ms (cache.connectTimeout)`, true);
+}
+
+function idleTimedOut(url: URL, s: OriginSettings): CacheError {
+  return new CacheError(504, "timeout", `origin ${url.host} sent nothing for ${s.idleTimeout} ms (cache.idleTimeout)`, true);
 }
 
 /** Request options for a hop through a proxy; the proxy's own address is the policy's, never checked against the origin rules. */
@@ -231,7 +291,7 @@ function classify(err: Error, url: URL): CacheError {
 }
 
 function resultOf(status: number): string {
-  if (status === 200) return "ok";
+  if (status >= 200 && status < 300) return "ok";
   if (status === 304) return "not_modified";
   if (REDIRECT_STATUS.has(status)) return "redirect";
   return status >= 500 ? "server_error" : "client_error";

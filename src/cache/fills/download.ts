@@ -4,10 +4,9 @@
 // after a crash from `<key>.ranged.json`), a 200 is read as one stream. A saved state
 // of the same version (checked by If-Range on the first missing part) is resumed.
 import { open, stat } from "node:fs/promises";
-import type { IncomingMessage } from "node:http";
 import type { Logger } from "../../shared/log.js";
 import { CacheError } from "../errors.js";
-import { originGet, statusError, type OriginResponse, type OriginSettings } from "../origin.js";
+import { fillGet, statusError, type FillResponse, type OriginResponse, type OriginSettings } from "../origin.js";
 import { redact } from "../redact.js";
 import { FillBody, type PartState } from "./body.js";
 import type { ConnectionPool } from "./connections.js";
@@ -49,8 +48,8 @@ export interface AttemptContext {
 }
 
 export type Attempted =
-  | { kind: "not_modified"; res: IncomingMessage }
-  | { kind: "body"; body: FillBody; sha256: string; res: IncomingMessage; resumable: boolean };
+  | { kind: "not_modified"; res: FillResponse }
+  | { kind: "body"; body: FillBody; sha256: string; res: FillResponse; resumable: boolean };
 
 /** Run one attempt; the caller publishes `body.path` and then calls `done()` on the result, or `abandon()` on failure. */
 export async function attempt(ctx: AttemptContext, resume = true): Promise<Attempted> {
@@ -58,9 +57,9 @@ export async function attempt(ctx: AttemptContext, resume = true): Promise<Attem
   const probe = saved ? firstMissing(saved) : null;
   const headers: Record<string, string> = probe && saved ? { range: rangeHeader(probe), "if-range": ifRange(saved)! } : { range: `bytes=0-${firstPartSize(ctx.parts.size, ctx.parts.minFileSize) - 1}`, ...ctx.conditional };
   const release = await ctx.connections.acquire(ctx.signal);
-  let r: OriginResponse;
+  let r: OriginResponse<FillResponse>;
   try {
-    r = await originGet(ctx.url, ctx.origin, headers, ctx.signal);
+    r = await fillGet(ctx.url, ctx.origin, headers, ctx.signal);
   } catch (err) {
     release();
     throw err;
@@ -79,9 +78,9 @@ export async function attempt(ctx: AttemptContext, resume = true): Promise<Attem
 /** A GET without Range, read as one stream (an origin whose ranges cannot be bound to one version). */
 async function plain(ctx: AttemptContext): Promise<Attempted> {
   const release = await ctx.connections.acquire(ctx.signal);
-  let r: OriginResponse;
+  let r: OriginResponse<FillResponse>;
   try {
-    r = await originGet(ctx.url, ctx.origin, { ...ctx.conditional }, ctx.signal);
+    r = await fillGet(ctx.url, ctx.origin, { ...ctx.conditional }, ctx.signal);
   } catch (err) {
     release();
     throw err;
@@ -94,7 +93,7 @@ async function plain(ctx: AttemptContext): Promise<Attempted> {
   throw statusError(status, r.url);
 }
 
-async function single(ctx: AttemptContext, r: OriginResponse, release: () => void): Promise<Attempted> {
+async function single(ctx: AttemptContext, r: OriginResponse<FillResponse>, release: () => void): Promise<Attempted> {
   const v = r.res.headers["content-length"];
   const length = v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
   let body: FillBody | undefined;
@@ -122,7 +121,7 @@ async function single(ctx: AttemptContext, r: OriginResponse, release: () => voi
   }
 }
 
-async function ranged(ctx: AttemptContext, r: OriginResponse, release: () => void, saved: ResumeState | null): Promise<Attempted> {
+async function ranged(ctx: AttemptContext, r: OriginResponse<FillResponse>, release: () => void, saved: ResumeState | null): Promise<Attempted> {
   const cr = parseContentRange(r.res.headers["content-range"]);
   const version = versionOf(r.res, cr?.total ?? 0);
   const fresh = !saved;

@@ -1,7 +1,10 @@
 // Pure rules of ranged fills: how a file is split into parts, what a 206 must say
 // (Content-Range, the same validator), and which validator goes into If-Range; the
 // origin validators a fill keeps (published meta, conditional revalidation).
-import type { IncomingMessage } from "node:http";
+import type { IncomingHttpHeaders } from "node:http";
+
+/** What these rules read of a response: its header fields. */
+type Headed = { readonly headers: IncomingHttpHeaders };
 
 export interface Part {
   index: number;
@@ -43,14 +46,14 @@ export function parseContentRange(v: string | undefined): { start: number; end: 
 }
 
 /** The validators of a response (a weak ETag cannot bind ranges: RFC 9110 If-Range needs a strong one). */
-export function versionOf(res: IncomingMessage, size: number): Version {
+export function versionOf(res: Headed, size: number): Version {
   const etag = res.headers.etag;
   const lastModified = res.headers["last-modified"];
   return { size, ...(etag && !etag.startsWith("W/") ? { etag } : {}), ...(lastModified ? { lastModified } : {}) };
 }
 
 /** The origin's validators of a response as they were sent (Fill.version: what peers resume against and the published meta keeps). */
-export function originVersion(res: IncomingMessage, size: number): Version {
+export function originVersion(res: Headed, size: number): Version {
   const { etag, "last-modified": lastModified } = res.headers;
   return { size, ...(etag ? { etag } : {}), ...(lastModified ? { lastModified } : {}) };
 }
@@ -61,7 +64,7 @@ export function ifRange(v: Version): string | null {
 }
 
 /** Whether a part's 206 belongs to version `v`. */
-export function sameVersion(v: Version, res: IncomingMessage): boolean {
+export function sameVersion(v: Version, res: Headed): boolean {
   if (v.etag !== undefined && res.headers.etag !== v.etag) return false;
   if (v.etag === undefined && v.lastModified !== undefined && res.headers["last-modified"] !== v.lastModified) return false;
   return true;
@@ -80,7 +83,7 @@ export function conditionalHeaders(previous: { etag?: string; lastModified?: str
 }
 
 /** A response's validators, else those of `previous`. */
-export function validators(res: IncomingMessage, previous?: { etag?: string; lastModified?: string }): { etag?: string; lastModified?: string } {
+export function validators(res: Headed, previous?: { etag?: string; lastModified?: string }): { etag?: string; lastModified?: string } {
   return present({ etag: res.headers.etag ?? previous?.etag, lastModified: res.headers["last-modified"] ?? previous?.lastModified });
 }
 

@@ -4,10 +4,9 @@
 // reached, with backoff), an object that changed restarts the fill. Each request takes
 // a connection from the node's pool (cache.parts.maxConnections).
 import { setTimeout as sleep } from "node:timers/promises";
-import type { IncomingMessage } from "node:http";
 import type { Logger } from "../../shared/log.js";
 import { CacheError, asCacheError } from "../errors.js";
-import { originGet, statusError, type OriginResponse, type OriginSettings } from "../origin.js";
+import { fillGet, statusError, type FillResponse, type OriginResponse, type OriginSettings, type ResponseLike } from "../origin.js";
 import { redact } from "../redact.js";
 import type { FillBody, PartState } from "./body.js";
 import type { ConnectionPool } from "./connections.js";
@@ -40,7 +39,7 @@ export function changed(url: string, why: string): CacheError {
 }
 
 /** Fetch every part of `body` not yet done; `first` (if given) is a response already in hand for its part. */
-export async function fetchParts(ctx: PartsContext, body: FillBody, first?: { part: PartState; r: OriginResponse; release: () => void }): Promise<void> {
+export async function fetchParts(ctx: PartsContext, body: FillBody, first?: { part: PartState; r: OriginResponse<FillResponse>; release: () => void }): Promise<void> {
   const stop = new AbortController();
   const signal = AbortSignal.any([ctx.signal, stop.signal]);
   const queue = body.parts.filter((p) => !p.done && p !== first?.part);
@@ -72,7 +71,7 @@ export async function fetchParts(ctx: PartsContext, body: FillBody, first?: { pa
 }
 
 /** One part to its end: the response in hand, else ranged requests, each retry from where the last stopped. */
-async function finishPart(ctx: PartsContext, body: FillBody, part: PartState, signal: AbortSignal, first?: { r: OriginResponse; release: () => void }): Promise<PartState> {
+async function finishPart(ctx: PartsContext, body: FillBody, part: PartState, signal: AbortSignal, first?: { r: OriginResponse<FillResponse>; release: () => void }): Promise<PartState> {
   for (let attempt = 0; ; attempt++) {
     try {
       if (attempt === 0 && first) await receiveInto(ctx, body, part, first.r, first.release);
@@ -92,10 +91,10 @@ async function finishPart(ctx: PartsContext, body: FillBody, part: PartState, si
 
 async function requestPart(ctx: PartsContext, body: FillBody, part: PartState, signal: AbortSignal): Promise<void> {
   const release = await ctx.connections.acquire(signal);
-  let r: OriginResponse;
+  let r: OriginResponse<FillResponse>;
   try {
     const from = { start: part.start + part.written, end: part.end };
-    r = await originGet(ctx.url, ctx.origin, { range: rangeHeader(from), "if-range": ifRange(ctx.version)! }, signal);
+    r = await fillGet(ctx.url, ctx.origin, { range: rangeHeader(from), "if-range": ifRange(ctx.version)! }, signal);
     checkPartResponse(ctx, r.res, from.start, part.end);
   } catch (err) {
     release();
@@ -104,7 +103,7 @@ async function requestPart(ctx: PartsContext, body: FillBody, part: PartState, s
   await receiveInto(ctx, body, part, r, release);
 }
 
-async function receiveInto(ctx: PartsContext, body: FillBody, part: PartState, r: OriginResponse, release: () => void): Promise<void> {
+async function receiveInto(ctx: PartsContext, body: FillBody, part: PartState, r: OriginResponse<FillResponse>, release: () => void): Promise<void> {
   try {
     await receive(r.res, body, part, ctx.onBytes);
   } catch (err) {
@@ -115,7 +114,7 @@ async function receiveInto(ctx: PartsContext, body: FillBody, part: PartState, r
 }
 
 /** A part's answer must be a 206 of the same version starting where asked; a 200 means the If-Range failed: the object changed. */
-export function checkPartResponse(ctx: Pick<PartsContext, "url" | "version">, res: IncomingMessage, start: number, end: number): void {
+export function checkPartResponse(ctx: Pick<PartsContext, "url" | "version">, res: ResponseLike, start: number, end: number): void {
   const status = res.statusCode ?? 0;
   if (status === 200) {
     res.destroy();

@@ -1,10 +1,14 @@
 // Receive one response body into a part of the temp file: chunks are batched into
 // writes of about 1 MiB (positional writev, no stream plumbing), the socket is paused
 // while 2 MiB wait for the disk, and every byte is counted (size cap, budget) first.
+// A raw-socket response (a direct plain-http hop) is read by receive-raw.ts.
 import type { IncomingMessage } from "node:http";
+import type { FillResponse } from "../origin.js";
+import { RawResponse } from "../raw-origin.js";
 import type { FillBody, PartState } from "./body.js";
+import { receiveRaw } from "./receive-raw.js";
 
-const WRITE_BATCH = 1 << 20;
+export const WRITE_BATCH = 1 << 20;
 /** Per connection at most this (plus a chunk) waits for the disk: cache.parts.maxConnections bounds fill memory. */
 const MAX_PENDING = 2 << 20;
 
@@ -16,7 +20,11 @@ export class BodyOverrun extends Error {}
  * rejects with the body's error (a cut connection) or the write's, after writing the
  * bytes in hand (so a retry asks only for the rest).
  */
-export function receive(res: IncomingMessage, body: FillBody, part: PartState, onBytes: (n: number) => void): Promise<void> {
+export function receive(res: FillResponse, body: FillBody, part: PartState, onBytes: (n: number) => void): Promise<void> {
+  return res instanceof RawResponse ? receiveRaw(res, body, part, onBytes) : receiveStream(res, body, part, onBytes);
+}
+
+function receiveStream(res: IncomingMessage, body: FillBody, part: PartState, onBytes: (n: number) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     let batch: Buffer[] = [];
     let batchLen = 0;

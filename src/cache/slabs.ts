@@ -1,0 +1,19 @@
+// Reused read buffers of the raw-socket origin transport: a socket reads straight into
+// a slab, the fill writes the bytes to disk from it and gives it back. Keeping a few
+// free slabs spares the allocation, page faults and garbage collection of a buffer per
+// socket read (what node:http's body chunks cost a fill).
+
+/** Bytes per slab: a few socket reads' worth; a write batch is several slabs. */
+export const SLAB = 256 << 10;
+/** Free slabs kept (4 MiB); more than that are left to the garbage collector. */
+const KEEP = 16;
+
+const free: Buffer[] = [];
+
+export function takeSlab(): Buffer {
+  return free.pop() ?? Buffer.allocUnsafeSlow(SLAB);
+}
+
+export function giveSlab(slab: Buffer): void {
+  if (free.length < KEEP && slab.length === SLAB) free.push(slab);
+}
