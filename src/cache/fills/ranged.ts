@@ -2,7 +2,8 @@
 // with the version's validator and must come back as a 206 of that version with the
 // Content-Range asked for; a part that fails is retried on its own (from the byte it
 // reached, with backoff), an object that changed restarts the fill. Each request takes
-// a connection from the node's pool (cache.parts.maxConnections).
+// a connection from the node's pool (cache.parts.maxConnections). Parts open two at a
+// time first, more while the connections are slow (ramp.ts), up to cache.parts.concurrency.
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../../shared/log.js";
 import { CacheError, asCacheError } from "../errors.js";
@@ -11,6 +12,7 @@ import { redact } from "../redact.js";
 import type { FillBody, PartState } from "./body.js";
 import type { ConnectionPool } from "./connections.js";
 import { ifRange, parseContentRange, rangeHeader, sameVersion, type Version } from "./plan.js";
+import { partsToAdd, RAMP_START, RAMP_WINDOW_MS } from "./ramp.js";
 import { BodyOverrun, receive } from "./receive.js";
 
 const MAX_BACKOFF_MS = 30_000;
@@ -54,24 +56,44 @@ export async function fetchParts(ctx: PartsContext, body: FillBody, first?: { pa
     });
     syncing.push(s);
   };
+  let open = 0;
   const worker = async (initial?: NonNullable<typeof first>) => {
+    open++;
     try {
-      if (initial) durable(await finishPart(ctx, body, initial.part, signal, initial));
-      for (let p = queue.shift(); p && !failure; p = queue.shift()) durable(await finishPart(ctx, body, p, signal));
+      if (initial) durable(await finishPart(initial.part, initial));
+      for (let p = queue.shift(); p && !failure; p = queue.shift()) durable(await finishPart(p));
     } catch (err) {
       failure ??= err;
       stop.abort();
+    } finally {
+      open--;
     }
   };
+  // Parts open progressively (ramp.ts): each window, the rate of the open ones decides.
+  let window = { start: Date.now(), bytes: 0 };
+  const counted = { ...ctx, onBytes: (n: number) => {
+    ctx.onBytes(n);
+    window.bytes += n;
+    const now = Date.now();
+    if (now - window.start < RAMP_WINDOW_MS) return;
+    const add = partsToAdd({ open, max: ctx.concurrency, waiting: queue.length, bytes: window.bytes, ms: now - window.start });
+    for (let i = 0; i < add; i++) workers.push(worker());
+    window = { start: now, bytes: 0 };
+  } };
+  const finishPart = (p: PartState, initial?: { r: OriginResponse<FillResponse>; release: () => void }) => finishOne(counted, body, p, signal, initial);
   const workers = [worker(first)];
-  for (let i = 1; i < ctx.concurrency && i <= queue.length; i++) workers.push(worker());
-  await Promise.all(workers);
+  for (let i = 1; i < Math.min(RAMP_START, ctx.concurrency) && i <= queue.length; i++) workers.push(worker());
+  for (let seen = 0; seen < workers.length; ) {
+    const batch = workers.slice(seen);
+    seen = workers.length;
+    await Promise.all(batch);
+  }
   await Promise.allSettled(syncing);
   if (failure) throw failure;
 }
 
 /** One part to its end: the response in hand, else ranged requests, each retry from where the last stopped. */
-async function finishPart(ctx: PartsContext, body: FillBody, part: PartState, signal: AbortSignal, first?: { r: OriginResponse<FillResponse>; release: () => void }): Promise<PartState> {
+async function finishOne(ctx: PartsContext, body: FillBody, part: PartState, signal: AbortSignal, first?: { r: OriginResponse<FillResponse>; release: () => void }): Promise<PartState> {
   for (let attempt = 0; ; attempt++) {
     try {
       if (attempt === 0 && first) await receiveInto(ctx, body, part, first.r, first.release);
