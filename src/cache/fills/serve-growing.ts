@@ -43,16 +43,23 @@ export async function serveGrowing(cache: NodeCache, req: IncomingMessage, res: 
     const version = fill.version?.size === size ? { [PEER_HEADERS.originVersion]: originVersion(fill.version) } : {};
     const ranged = Array.isArray(range) ? { "content-range": `bytes ${start}-${end}/${size}` } : {};
     res.writeHead(Array.isArray(range) ? 206 : 200, { "content-length": end - start + 1, "accept-ranges": "bytes", "content-type": "application/octet-stream", "cache-control": "no-cache", ...version, ...ranged });
-    const settled = cache.settle(fill, params, gone).then(() => true);
+    const settled = cache.settle(fill, params, gone);
+    settled.catch(() => undefined);
+    // A peer may take the last byte once the sha256 is verified (it verifies again and syncs itself); a pod only once the file is published.
+    const early = params.viaPeer ? verifiedFor(cache, body, params.sha256) : new Promise<void>(() => undefined);
     let released = false;
-    const verified = params.viaPeer ? Promise.race([settled, verifiedFor(cache, body, params.sha256).then(() => (released = true))]) : settled;
-    verified.catch(() => undefined);
+    void early.then(() => (released = true));
+    const complete = () => body.finished || (released && body.watermark === size);
     const { sendTimeout } = cache.policy().cache;
     while (pos <= end) {
       // The last byte goes only when the whole file is verified: a client never sees a complete response of unverified bytes.
-      const limit = body.finished || (released && body.watermark === size) ? end + 1 : Math.min(body.watermark, end);
+      const limit = complete() ? end + 1 : Math.min(body.watermark, end);
       if (pos >= limit) {
-        await (pos === end ? verified : body.waitPast(pos, gone));
+        if (pos < end) await body.waitPast(pos, gone);
+        else {
+          await Promise.race([settled, early]);
+          if (!complete()) throw new Error("the fill ended without these bytes");
+        }
         continue;
       }
       const want = limit - pos;
