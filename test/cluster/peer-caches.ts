@@ -7,8 +7,8 @@
 // harness writes (addressType FQDN, the loopback addresses as the names: the API server
 // refuses loopback addresses in IPv4 slices, "may not be in the loopback range"; the
 // membership reads the address either way). Clients act as pods on each node with real
-// pod-bound tokens. Nodes are kwok Nodes node-1..node-8, tainted so no other test's pods
-// land on them. close() stops every process and deletes every object, also when setup
+// pod-bound tokens. Nodes are kwok Nodes node-1..node-8 (or another prefix), tainted so no
+// other test's pods land on them. close() stops every process and deletes every object, also when setup
 // failed half way.
 import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -52,6 +52,8 @@ export interface PeerCachesOptions {
   peers: string;
   /** The CLI to run (default dist/cli/main.js of this checkout). */
   cli?: string;
+  /** Node names are `<nodePrefix>-1..N` (default "node"): test files running at once need their own. */
+  nodePrefix?: string;
 }
 
 /** Node names ranked for the file at `url` (rank 0: its owner), as every node cache ranks them. */
@@ -92,7 +94,7 @@ export class PeerCaches {
 
   private constructor(private readonly c: ClusterInfo, private readonly o: PeerCachesOptions) {
     if (o.nodes < 1 || o.nodes > 8) throw new Error(`PeerCaches: 1..8 nodes (127.0.0.2..127.0.0.9), not ${o.nodes}`);
-    this.nodes = Array.from({ length: o.nodes }, (_, i) => ({ name: `node-${i + 1}`, ip: `127.0.0.${i + 2}` }));
+    this.nodes = Array.from({ length: o.nodes }, (_, i) => ({ name: `${o.nodePrefix ?? "node"}-${i + 1}`, ip: `127.0.0.${i + 2}` }));
     this.sys = `${o.prefix}-sys`;
     this.app = `${o.prefix}-app`;
     this.dir = mkdtempSync(join(tmpdir(), `cache-io-${o.prefix}-`));
