@@ -1,5 +1,5 @@
 // Single-flight fills: one origin fetch per key however many requests wait. Bytes go
-// to a temp file (from the owning peer: src/cache/peers/, docs/PEERS.md; else one stream,
+// to a temp file (from the owning peer or one it names: src/cache/peers/, docs/PEERS.md; else one stream,
 // or parallel ranged parts: src/cache/fills/, docs/FILLS.md),
 // are counted against the size cap and the budget (growing as they arrive), hashed,
 // checked against what the waiters asked for and published atomically; transient
@@ -21,6 +21,7 @@ import { conditionalHeaders, present, validators, type Version } from "./fills/p
 import { removeResume } from "./fills/sidecar.js";
 import { fetchFromPeers, peersFor } from "./peers/fetch.js";
 import type { PeerSettings } from "./peers/types.js";
+import { VerifiedBodies } from "./peers/verified.js";
 import { redact } from "./redact.js";
 import { Fill, type FillRequest } from "./fill-state.js";
 import type { ObjectMeta, Store } from "./store.js";
@@ -33,8 +34,6 @@ const RESERVE_AHEAD = 16 * 2 ** 20;
 const RETRY_AFTER_S = 5;
 /** Peer streams of this node at once (a fill has at most one; cache.maxFills bounds them too). */
 const MAX_PEER_STREAMS = 32;
-
-type Verified = { promise: Promise<string>; resolve(sha256: string): void };
 
 export interface FillDeps {
   store: Store;
@@ -63,7 +62,8 @@ export class Filler {
   /** Origin connections of every fill (cache.parts.maxConnections). */
   readonly #connections = new ConnectionPool(() => this.deps.policy().cache.parts.maxConnections);
   readonly #peerStreams = new ConnectionPool(() => MAX_PEER_STREAMS);
-  readonly #verified = new WeakMap<FillBody, Verified>();
+  /** Bodies verified before their publish (a peer stream's last byte may go then: src/cache/peers/verified.ts). */
+  readonly verified = new VerifiedBodies<FillBody>();
 
   constructor(private readonly deps: FillDeps) {}
 
@@ -79,26 +79,6 @@ export class Filler {
   /** Whether a fill of `key` is in flight (a peer named in a busy answer serves only then, or a complete file). */
   filling(key: string): boolean {
     return this.#inflight.has(key);
-  }
-
-  /**
-   * The sha256 of `body` once it is complete and verified against what the waiters asked
-   * for, before it is synced and published: a peer stream may end then (the receiving
-   * node verifies again and syncs itself), so a relay tree does not add one fsync per hop.
-   * Never settles for a body that is not verified (its readers end with the fill).
-   */
-  verified(body: FillBody): Promise<string> {
-    return this.#digest(body).promise;
-  }
-
-  #digest(body: FillBody): Verified {
-    let d = this.#verified.get(body);
-    if (!d) {
-      let resolve!: (sha256: string) => void;
-      const promise = new Promise<string>((r) => (resolve = r));
-      this.#verified.set(body, (d = { promise, resolve }));
-    }
-    return d;
   }
 
   /** Start the fill of `req.key`, or join the one in flight; the caller counts as a waiter. Throws 503 past the caps. */
@@ -310,7 +290,7 @@ export class Filler {
   /** Publish a complete body; `from` is where the bytes came from (the origin, or "peer <node>"). */
   async #done(fill: Fill, body: FillBody, sha256: string, v: Omit<Version, "size">, reservation: Reservation, resumable: boolean, log: Logger, from: string): Promise<ObjectMeta> {
     fill.bytes = body.watermark;
-    if (fill.accepts(sha256) && !fill.req.previous) this.#digest(body).resolve(sha256);
+    if (fill.accepts(sha256) && !fill.req.previous) this.verified.resolve(body, sha256);
     const meta = await this.#publish(fill, body.path, sha256, present(v), reservation);
     if (resumable) await removeResume(this.deps.store.tmpDir, fill.req.key);
     body.finish();

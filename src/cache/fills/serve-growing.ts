@@ -84,5 +84,5 @@ export async function serveGrowing(cache: NodeCache, req: IncomingMessage, res: 
 
 /** Resolves when `body` is verified for a request pinning `sha256` (or none); never for another sha256 (the settled fill decides then). */
 function verifiedFor(cache: NodeCache, body: FillBody, sha256: string | undefined): Promise<void> {
-  return cache.filler.verified(body).then((got) => (sha256 && got !== sha256 ? new Promise<void>(() => undefined) : undefined));
+  return cache.filler.verified.wait(body).then((got) => (sha256 && got !== sha256 ? new Promise<void>(() => undefined) : undefined));
 }
