@@ -70,7 +70,9 @@ export interface PeerServerOptions extends ServerOptions {
 /**
  * The peer port: GET/HEAD /v1/objects for other node caches (their own ServiceAccount's
  * token, acting for the caller named in x-cache-io-on-behalf-of), /healthz; every byte
- * sent paced by one token bucket (cache.peers.maxBandwidth) and counted in peerBytes{out}.
+ * sent paced by one token bucket (cache.peers.maxBandwidth) and counted in peerBytes{out};
+ * at most cache.peers.fanout GETs of one key at once, more are answered busy with the
+ * peers being served (docs/PEERS.md, "Fanout").
  */
 export function createPeerServer(cache: NodeCache, opts: PeerServerOptions): http.Server {
   const bucket = new TokenBucket(() => cache.policy().cache.peers.maxBandwidth);
@@ -104,12 +106,12 @@ async function handlePeer(cache: NodeCache, req: IncomingMessage, res: ServerRes
     const caller = await cache.access.identifyPeer(req.headers.authorization, req.headers[PEER_HEADERS.onBehalfOf], own, () => cache.isPrewarmKey(m[2] ?? ""));
     const params = parseObjectRequest(m[2] ?? "", query, cache.access.rulesFor(caller), caller, cache.policy().cache.keyIgnoreQuery);
     cache.access.check(caller, params.url);
-    if (req.method === "HEAD") return serveObject(cache, req, res, { ...params, viaPeer: true });
-    const node = await callerNode(cache, req, own);
+    const node = req.method === "GET" ? await callerNode(cache, req, own) : undefined;
     // From here on synchronous up to serveObject's acquire: what "present" saw is what it joins.
     if (req.headers[PEER_HEADERS.ifPresent] !== undefined && !present(cache, params)) {
       return text(res, 404, `${NOT_PRESENT}: this node cache has no copy of ${params.key} and is not filling one; ask the next peer\n`, { "x-cache-io-error": NOT_PRESENT });
     }
+    if (req.method === "HEAD") return serveObject(cache, req, res, { ...params, viaPeer: true });
     const members = cache.filler.peers?.source.peers() ?? [];
     const opened = port.streams.open(params.key, node, rangeStart(req.headers.range), (n) => members.some((p) => p.node === n));
     if ("busy" in opened) return busyAnswer(cache, res, params.key, opened.serving);
