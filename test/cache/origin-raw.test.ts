@@ -168,6 +168,45 @@ describe("bodies the raw transport reads", () => {
   });
 });
 
+describe("the hop's rules on the raw socket", () => {
+  it("connects to an IPv6 literal ([::1]) and to a name through the checked lookup", async () => {
+    const v6 = createServer((sock) => sock.once("data", () => sock.end("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nv6")));
+    await new Promise<void>((r) => v6.listen(0, "::1", r));
+    try {
+      const port = (v6.address() as { port: number }).port;
+      const rules = { allow: ["*"], schemes: ["http"], allowPrivate: ["::1"] };
+      const direct = await fillGet(`http://[::1]:${port}/x`, settings({ rules }), {}, AbortSignal.timeout(10_000));
+      expect(direct.res).toBeInstanceOf(RawResponse);
+      expect(direct.res.statusCode).toBe(200);
+      direct.res.resume();
+      const named = await fillGet(`http://six.test:${port}/x`, settings({ rules, resolve: async () => [{ address: "::1", family: 6 }] }), {}, AbortSignal.timeout(10_000));
+      expect(named.res.statusCode).toBe(200);
+      named.res.resume();
+      const loopback4Only = { ...rules, allowPrivate: ["127.0.0.1"] };
+      const refusedName = await fillGet(`http://six.test:${port}/x`, settings({ rules: loopback4Only, resolve: async () => [{ address: "::1", family: 6 }] }), {}, AbortSignal.timeout(10_000)).then(() => undefined, (e: unknown) => e as CacheError);
+      expect(refusedName?.reason).toBe("policy");
+      expect(refusedName?.message).toContain('origin host "six.test" resolves to ::1');
+    } finally {
+      await new Promise((r) => v6.close(r));
+    }
+  });
+
+  it("closes the connection when the fill is abandoned mid-body", async () => {
+    let served: Socket | undefined;
+    scripted.answer = (sock) => {
+      served = sock;
+      sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${100 * MiB}\r\n\r\n`);
+      sock.write(pseudoRandom(MiB, 14));
+    };
+    const stop = new AbortController();
+    const r = await fillGet(url(), settings(), {}, stop.signal);
+    const outcome = new Promise<Error>((resolve) => (r.res as RawResponse).read({ chunk: (b) => (r.res as RawResponse).release(b.length), end: () => resolve(new Error("ended")), fail: resolve }));
+    stop.abort();
+    expect((await outcome).name).toBe("AbortError");
+    await new Promise<void>((resolve) => (served!.closed ? resolve() : served!.once("close", () => resolve())));
+  });
+});
+
 describe("flow control and failures of a raw body", () => {
   it("stops reading while about 2 MiB wait for the disk, and goes on when they are written", async () => {
     const content = pseudoRandom(32 * MiB, 10);
