@@ -36,10 +36,11 @@ const SINGLE = new Set(["age", "authorization", "content-length", "content-type"
 
 /**
  * Parse the response head at the start of `buf[0, end)`: null while its empty line has
- * not arrived (throws once MAX_HEAD bytes came without one), else the head.
+ * not arrived (throws once MAX_HEAD bytes came without one), else the head. `searched`:
+ * bytes an earlier call already looked through (a head that trickles in costs O(n), not O(n²)).
  */
-export function parseHead(buf: Uint8Array, end: number): ResponseHead | null {
-  const stop = indexOfBlankLine(buf, end);
+export function parseHead(buf: Uint8Array, end: number, searched = 0): ResponseHead | null {
+  const stop = indexOfBlankLine(buf, end, Math.max(0, searched - 3));
   if (stop < 0) {
     if (end >= MAX_HEAD) throw new HeadError(`its response head is larger than ${MAX_HEAD >> 10} KiB`);
     return null;
@@ -73,8 +74,8 @@ function add(headers: IncomingHttpHeaders, name: string, value: string): void {
   } else if (!SINGLE.has(name)) headers[name] = `${String(had)}, ${value}`;
 }
 
-function indexOfBlankLine(buf: Uint8Array, end: number): number {
-  for (let i = buf.indexOf(13); i >= 0 && i + 3 < end; i = buf.indexOf(13, i + 1)) {
+function indexOfBlankLine(buf: Uint8Array, end: number, from: number): number {
+  for (let i = buf.indexOf(13, from); i >= 0 && i + 3 < end; i = buf.indexOf(13, i + 1)) {
     if (buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
   }
   return -1;

@@ -48,6 +48,8 @@ export class RawResponse {
   #pos = 0;
   #mark = 0;
   #headStart = 0;
+  /** Bytes of the current head already searched for its blank line. */
+  #searched = 0;
   #inHead = true;
   /** Body bytes still to read (Infinity: until the connection closes). */
   #left = Infinity;
@@ -165,12 +167,14 @@ export class RawResponse {
   /** False while the final head has not all arrived (or when its framing is not read here). */
   #parseHeads(): boolean {
     for (;;) {
-      const head = parseHead(this.#slab.subarray(this.#headStart), this.#pos - this.#headStart);
+      const head = parseHead(this.#slab.subarray(this.#headStart), this.#pos - this.#headStart, this.#searched);
       if (!head) {
         if (this.#pos >= MAX_HEAD) throw new HeadError(`its response heads are larger than ${MAX_HEAD >> 10} KiB`);
+        this.#searched = this.#pos - this.#headStart;
         return false;
       }
       this.#headStart += head.size;
+      this.#searched = 0;
       if (head.status === 101) throw new HeadError("it answered 101 Switching Protocols to a plain GET");
       if (head.status < 200) continue; // 100 Continue, 103 Early Hints: informational, the final head follows
       const f = framing(head);

@@ -313,6 +313,11 @@ describe("parseHead", () => {
     expect(head.subarray(h.size).toString()).toBe("BODY");
   });
 
+  it("goes on searching where an earlier call (with fewer bytes) stopped, also when the blank line straddles it", () => {
+    const head = Buffer.from("HTTP/1.1 200 OK\r\nA: b\r\n\r\n");
+    for (let searched = 0; searched < head.length; searched++) expect(parseHead(head, head.length, searched)?.size).toBe(head.length);
+  });
+
   it("refuses a bare LF inside the head and a header name with a space", () => {
     expect(() => parseHead(Buffer.from("HTTP/1.1 200 OK\r\nA: b\nC: d\r\n\r\n"), 30)).toThrow(/bare CR or LF/);
     expect(() => parseHead(Buffer.from("HTTP/1.1 200 OK\r\nBad Name: b\r\n\r\n"), 32)).toThrow(/malformed header line/);
