@@ -1,7 +1,7 @@
 // The relay tree with real node caches on 127.0.0.2-5 (identity off: a peer's node is the
 // one it names in x-cache-io-node) and a real origin counting what it sends: with fanout 1
 // four nodes missing a file at once form a chain (one origin GET, no node sends the file
-// more than once); the busy answer names the peers served; a peer asked only-if-present
+// more than once), each hop starting as bytes flow; the busy answer names the peers served; a peer asked only-if-present
 // starts no fill; a peer stream's last byte goes once the sha256 is verified, before the
 // relay's own sync and publish.
 import { request, type IncomingMessage } from "node:http";
@@ -92,6 +92,20 @@ describe("fanout 1: a chain", () => {
     for (const n of nodes.slice(1)) expect(await metric(n, "cache_io_cache_fill_sources_total", { source: "peer" })).toBe(1);
     // Following a busy answer is not a peer failure.
     for (const n of nodes) expect(await metric(n, "cache_io_cache_peer_failures_total")).toBe(0);
+  }, 60_000);
+
+  it("a peer's stream of a growing file starts as soon as bytes flow into it, not STREAM_AFTER_MS (1 s) later", async () => {
+    policy = policyOf(`${BASE}cache: {peers: {fanout: 1, idleTimeout: 8s}}\n`);
+    const f = serve("/hops.bin", 64 * MiB, 26, 32 * MiB);
+    const nodes = await cluster(f.key, 4);
+    const t0 = Date.now();
+    const got = Promise.all(nodes.map((n) => fetchRaw(n.running.url + objectPath(f.key, f.url, f.sha256))));
+    // Every hop of the chain receives bytes well within the 1 s a pod's stream waits (for the ETag of a fill that ends soon).
+    for (const n of nodes.slice(1)) await expect.poll(() => metric(n, "cache_io_cache_peer_bytes_total", { direction: "in" }), { timeout: 10_000, interval: 10 }).toBeGreaterThan(0);
+    const started = Date.now() - t0;
+    for (const r of await got) expect(sha256Hex(r.body)).toBe(f.sha256);
+    expect(origin.gets("/hops.bin")).toBe(1);
+    expect(started).toBeLessThan(900);
   }, 60_000);
 });
 

@@ -99,7 +99,7 @@ describe("AskOrder: whom a miss asks next", () => {
   it("never names itself, the busy peer, a node outside the membership, or a dead peer", () => {
     const o = order(["a", "b"], "c");
     expect(show(o.next())).toBe("a");
-    o.failed(peer("b"));
+    expect(o.failed({ peer: peer("b"), hinted: false })).toBe(true);
     o.busy(peer("a"), ["a", "c", "b", "stranger", "d", "d"]);
     expect([o.next(), o.next()].map(show)).toEqual(["d?", "origin"]);
   });
@@ -111,8 +111,18 @@ describe("AskOrder: whom a miss asks next", () => {
     expect(show(o.next())).toBe("b?");
     o.busy(peer("b"), ["c"]);
     expect(show(o.next())).toBe("c?");
-    o.failed(peer("c")); // c served, then died mid-transfer
+    o.failed({ peer: peer("c"), hinted: true }); // c served, then failed mid-transfer
     expect([o.next(), o.next(), o.next()].map(show)).toEqual(["b?", "a?", "origin"]);
+  });
+
+  it("a peer whose stream was cut is asked once more first (it may have started its copy over), then given up on", () => {
+    const o = order(["a", "b"]);
+    const a = o.next()!;
+    expect(o.failed(a, true)).toBe(false);
+    const again = o.next()!;
+    expect(show(again)).toBe("a");
+    expect(o.failed(again, true)).toBe(true);
+    expect([o.next(), o.next()].map(show)).toEqual(["b", "origin"]);
   });
 
   it("stops following hints after maxHops (a peer that keeps answering busy cannot hold a fill)", () => {

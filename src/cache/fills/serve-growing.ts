@@ -20,6 +20,8 @@ import { originVersion, pickRange, sameOriginVersion, sendRange, type SendOption
  * a longer one streams (no ETag: the sha256 is known at the end).
  */
 export const STREAM_AFTER_MS = 1000;
+/** How often a peer's wait looks whether the fill's body grows (then its stream starts at once: a relay tree would add STREAM_AFTER_MS per hop). */
+const PEER_START_POLL_MS = 10;
 
 /** Stream `fill` to `res`; false (nothing sent) when it cannot or need not be streamed: a revalidation, no length known, a fill about to end, a range it cannot serve now. */
 export async function serveGrowing(cache: NodeCache, req: IncomingMessage, res: ServerResponse, params: ObjectRequest, fill: Fill, gone: AbortSignal, send: SendOptions = {}): Promise<boolean> {
@@ -27,8 +29,7 @@ export async function serveGrowing(cache: NodeCache, req: IncomingMessage, res: 
   // A sha256 other than the cached copy's is most likely a wrong pin: it gets the verified answer (often a 502), not a stream.
   const cached = cache.current(params.key);
   if (params.sha256 && cached && cached.sha256 !== params.sha256) return false;
-  const ended = await Promise.race([fill.promise.then(() => true, () => true), sleep(STREAM_AFTER_MS, false, { signal: gone }).catch(() => true)]);
-  if (ended) return false;
+  if (await ends(fill, !!params.viaPeer, gone)) return false;
   const body = await fill.nextBody(gone);
   const size = body?.size;
   if (!body || size === undefined || size === 0) return false;
@@ -85,4 +86,29 @@ export async function serveGrowing(cache: NodeCache, req: IncomingMessage, res: 
 /** Resolves when `body` is verified for a request pinning `sha256` (or none); never for another sha256 (the settled fill decides then). */
 function verifiedFor(cache: NodeCache, body: FillBody, sha256: string | undefined): Promise<void> {
   return cache.filler.verified.wait(body).then((got) => (sha256 && got !== sha256 ? new Promise<void>(() => undefined) : undefined));
+}
+
+/**
+ * Whether `fill` ends (or the client goes) within STREAM_AFTER_MS. A peer does not wait
+ * that long once the fill's body grows and its origin version is known: bytes are
+ * flowing into a body the fill keeps. (A body that does not grow may be one about to be
+ * dropped, e.g. after its source died: streaming it would only cut the peer.)
+ */
+async function ends(fill: Fill, viaPeer: boolean, gone: AbortSignal): Promise<boolean> {
+  let ended = false;
+  void fill.promise.then(() => (ended = true), () => (ended = true));
+  const deadline = Date.now() + STREAM_AFTER_MS;
+  let seen: { body: Fill["body"]; watermark: number } | undefined;
+  for (;;) {
+    if (ended || gone.aborted) return true;
+    const body = fill.body;
+    if (viaPeer && body && !body.failed && fill.version?.size === body.size) {
+      if (seen?.body === body && body.watermark > seen.watermark) return false;
+      seen = { body, watermark: body.watermark };
+    }
+    const left = deadline - Date.now();
+    if (left <= 0) return false;
+    const tick = sleep(viaPeer ? Math.min(PEER_START_POLL_MS, left) : left, undefined, { signal: gone }).catch(() => undefined);
+    await Promise.race([fill.promise.catch(() => undefined), tick]);
+  }
 }

@@ -1,8 +1,9 @@
 // Whom a miss asks next (docs/PEERS.md, "The ask order"): the rendezvous peers above this
 // node, and, depth-first in front of them, the peers a busy answer names (asked "only if
-// you have it"), within MAX_HINT_HOPS such asks. A peer that failed is never asked again;
-// after a failure the peers that answered busy (they hold the file) are asked again first,
-// since the failed one may have freed a stream there. Pure.
+// you have it"), within MAX_HINT_HOPS such asks. A peer that failed is not asked again
+// (one whose stream was cut: once more); after a failure the peers that answered busy
+// (they hold the file) are asked again first, since the failed one may have freed a
+// stream there. Pure.
 import type { Peer } from "./types.js";
 
 /** Asks per fill that follow a busy answer (a hint, or a busy peer asked again): a chain of fanout 1 reaches 16 nodes deep. */
@@ -24,6 +25,8 @@ export interface AskOrderOptions {
 export class AskOrder {
   readonly #queue: Ask[];
   readonly #dead = new Set<string>();
+  /** Peers asked once more after a cut stream. */
+  readonly #retried = new Set<string>();
   /** Peers that answered busy, the most recent last. */
   readonly #busy: Peer[] = [];
   readonly #maxHops: number;
@@ -63,12 +66,23 @@ export class AskOrder {
     this.#unshift(asks);
   }
 
-  /** `peer` failed (network, idle, an error answer): not asked again; the busy holders are asked again first. */
-  failed(peer: Peer): void {
-    this.#dead.add(peer.node);
+  /**
+   * `ask` failed (network, idle, an error answer): its peer is not asked again, and the
+   * busy holders are asked again first. With `retry` (a stream cut or refused: the peer
+   * may have dropped a copy it could not finish and started another, or be gone) the peer
+   * is asked once more first, the same way; a second failure is final. True when the
+   * peer is given up on (what peerFailures counts).
+   */
+  failed(ask: Ask, retry = false): boolean {
+    const { peer } = ask;
+    const again = retry && !this.#retried.has(peer.node);
+    if (again) this.#retried.add(peer.node);
+    else this.#dead.add(peer.node);
     const i = this.#busy.findIndex((p) => p.node === peer.node);
     if (i >= 0) this.#busy.splice(i, 1);
-    this.#unshift([...this.#busy].reverse().map((p) => ({ peer: p, hinted: true })));
+    const holders = [...this.#busy].reverse().map((p) => ({ peer: p, hinted: true }));
+    this.#unshift(again ? [ask, ...holders] : holders);
+    return !again;
   }
 
   #remember(peer: Peer): void {

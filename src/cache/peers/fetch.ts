@@ -155,9 +155,9 @@ export async function fetchFromPeers(ctx: PeerFetchContext): Promise<PeerResult 
         if (err instanceof Local) throw err.inner;
         if (ctx.signal.aborted) throw err;
         const f = asPeerFailure(err);
-        order.failed(peer);
-        ctx.onFailure(peer.node, f.reason);
-        ctx.log.warn({ peer: peer.node, reason: f.reason, err: f.message, bytes: body?.watermark ?? 0 }, "peer fetch failed; asking the next peer or the origin");
+        const givenUp = order.failed(ask, f.reason === "network" || f.reason === "truncated");
+        if (givenUp) ctx.onFailure(peer.node, f.reason);
+        ctx.log.warn({ peer: peer.node, reason: f.reason, err: f.message, bytes: body?.watermark ?? 0 }, givenUp ? "peer fetch failed; asking the next peer or the origin" : "peer stream cut; asking that peer once more");
         // Bytes of a version nobody named cannot be resumed (or bytes that proved wrong): start over.
         if (!versionRaw || f.reason === "checksum" || f.reason === "version") await discard(new CacheError(502, "network", `peer ${peer.node} failed: ${f.message}`, true));
       }
