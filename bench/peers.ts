@@ -16,10 +16,10 @@ import { cacheKey, ensurePath, objectDir, OBJECT_FILE } from "../src/shared/prot
 import { startCluster, type Cluster } from "../test/cluster/harness.js";
 import { owners, PeerCaches } from "../test/cluster/peer-caches.js";
 import { ensureTools } from "../test/cluster/tools.js";
-import { renderSvg } from "./lib/charts.js";
 import { cpuMs } from "./lib/cpu.js";
 import { buildDist, load, machine, main, RESULTS_DIR, ROOT, save } from "./lib/env.js";
 import { makeFile } from "./lib/files.js";
+import { tierChart } from "./lib/nics-report.js";
 import { startBenchOrigin, type BenchOrigin } from "./lib/origin.js";
 import { run, start, tempDir } from "./lib/proc.js";
 import { fmtMs, median, MiB } from "./lib/stats.js";
@@ -163,22 +163,8 @@ export interface PeersResult {
   loadAfter: string;
 }
 
-/** Horizontal bars (linear axis): the last client's time per row, its origin bytes in the label. */
-async function chart(r: PeersResult): Promise<void> {
-  const kind = (label: string) => (label.includes("tier off") ? "tier off: every node from the origin" : label.includes("killed") ? "tier on, owner SIGKILLed mid-fill" : "tier on");
-  const values = r.rows.map((x) => ({ label: `${x.label}: origin ${x.originFiles.toFixed(2)}x`, seconds: +(x.lastMs / 1000).toFixed(2), kind: kind(x.label) }));
-  const y = { field: "label", type: "nominal", sort: null, title: null, axis: { labelLimit: 400 } } as const;
-  await renderSvg({
-    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title: `Cold nodes, ${r.clientsPerNode} clients each, ${r.sizeBytes / MiB} MiB: the last client has the file (median of ${r.rounds})`,
-    width: 520,
-    height: { step: 26 },
-    data: { values },
-    layer: [
-      { mark: "bar", encoding: { y, x: { field: "seconds", type: "quantitative", title: "seconds until the last client has the file" }, color: { field: "kind", type: "nominal", title: null, legend: { orient: "bottom", labelLimit: 400 } } } },
-      { mark: { type: "text", align: "left", dx: 4 }, encoding: { y, x: { field: "seconds", type: "quantitative" }, text: { field: "seconds", type: "quantitative", format: ".3~r" } } },
-    ],
-  }, CHART);
+function chart(r: PeersResult): Promise<void> {
+  return tierChart(r.rows, `Cold nodes, ${r.clientsPerNode} clients each, ${r.sizeBytes / MiB} MiB: the last client has the file (median of ${r.rounds})`, CHART, "client");
 }
 
 main(async () => {

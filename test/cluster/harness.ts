@@ -2,13 +2,15 @@
 // token issuance, the default admission plugins plus NodeRestriction, client-cert admin),
 // kube-controller-manager, kube-scheduler and kwok with fake nodes. startCluster() returns
 // once a probe pod has been scheduled and marked Running; stop() kills every process group
-// and removes the temp dir, also when the start failed half way.
+// and removes the temp dir, also when the start failed half way. `apiAddress` puts the API
+// server on another local address (a bridge that network namespaces reach) instead.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Api } from "./api.js";
 import { createFakeNodes, FAKE_NODES, kwokArgs, nodesReady, type FakeNode } from "./kwok.js";
-import { kubeconfig, makePki, writePki } from "./pki.js";
+import { generate } from "selfsigned";
+import { kubeconfig, makePki, writePki, type Pem } from "./pki.js";
 import { freePort, killNow, startProc, stopProc, waitFor, type Proc } from "./processes.js";
 
 /** What tests get (via vitest's provide/inject: plain data only). */
@@ -39,10 +41,10 @@ const SA_ISSUER = "https://kubernetes.default.svc.cluster.local";
 // Two cores shared with other test runs and builds: generous.
 const READY_MS = Number(process.env.CACHE_IO_CLUSTER_READY_MS || 180_000);
 
-function apiserverArgs(p: ReturnType<typeof writePki>, dir: string, etcd: string, port: number): string[] {
+function apiserverArgs(p: ReturnType<typeof writePki>, dir: string, etcd: string, port: number, address: string): string[] {
   return [
     `--etcd-servers=${etcd}`,
-    "--bind-address=127.0.0.1", `--secure-port=${port}`, "--advertise-address=127.0.0.1",
+    `--bind-address=${address}`, `--secure-port=${port}`, `--advertise-address=${address}`,
     `--cert-dir=${join(dir, "apiserver-certs")}`,
     `--tls-cert-file=${p.apiCert}`, `--tls-private-key-file=${p.apiKey}`, `--client-ca-file=${p.ca}`,
     "--authorization-mode=Node,RBAC",
@@ -58,7 +60,34 @@ function apiserverArgs(p: ReturnType<typeof writePki>, dir: string, etcd: string
   ];
 }
 
-export async function startCluster(bin: string, opts: { nodes?: FakeNode[]; log?: (s: string) => void } = {}): Promise<Cluster> {
+/** The API server's serving cert for `ip` as well (pki.ts makes it for 127.0.0.1 only). */
+async function servingCertFor(ca: Pem, ip: string): Promise<Pem> {
+  const c = await generate([{ name: "commonName", value: "kube-apiserver" }], {
+    keyType: "ec", curve: "P-256", algorithm: "sha256",
+    notBeforeDate: new Date(Date.now() - 5 * 60_000), notAfterDate: new Date(Date.now() + 2 * 86_400_000),
+    ca: { key: ca.key, cert: ca.cert },
+    extensions: [
+      { name: "basicConstraints", cA: false },
+      { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
+      { name: "extKeyUsage", serverAuth: true },
+      { name: "subjectAltName", altNames: [{ type: 2 as const, value: "localhost" }, { type: 7 as const, ip: "127.0.0.1" }, { type: 7 as const, ip }] },
+    ],
+  });
+  return { cert: c.cert, key: c.private };
+}
+
+export interface ClusterOptions {
+  nodes?: FakeNode[];
+  log?: (s: string) => void;
+  /**
+   * The local IPv4 address the API server binds to and advertises (default 127.0.0.1), in
+   * its serving cert too; `server` and every kubeconfig then name it. For callers in other
+   * network namespaces (a bridge address of this host): the address must exist already.
+   */
+  apiAddress?: string;
+}
+
+export async function startCluster(bin: string, opts: ClusterOptions = {}): Promise<Cluster> {
   const started = Date.now();
   const log = opts.log ?? (() => {});
   const nodes = opts.nodes ?? FAKE_NODES;
@@ -76,8 +105,10 @@ export async function startCluster(bin: string, opts: { nodes?: FakeNode[]; log?
   };
   try {
     const pki = await makePki();
+    const address = opts.apiAddress ?? "127.0.0.1";
+    if (address !== "127.0.0.1") pki.apiserver = await servingCertFor(pki.ca, address);
     const files = writePki(dir, pki);
-    const [etcdPort, peerPort, apiPort] = [await freePort(), await freePort(), await freePort()];
+    const [etcdPort, peerPort, apiPort] = [await freePort(), await freePort(), await freePort(address)];
     const etcdUrl = `http://127.0.0.1:${etcdPort}`;
     const etcd = startProc("etcd", join(bin, "etcd"), [
       "--name=default", `--data-dir=${join(dir, "etcd")}`,
@@ -93,9 +124,9 @@ export async function startCluster(bin: string, opts: { nodes?: FakeNode[]; log?
     }, { timeoutMs: READY_MS, proc: etcd });
     log(`etcd ready (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 
-    const apiserver = startProc("kube-apiserver", join(bin, "kube-apiserver"), apiserverArgs(files, dir, etcdUrl, apiPort), dir);
+    const apiserver = startProc("kube-apiserver", join(bin, "kube-apiserver"), apiserverArgs(files, dir, etcdUrl, apiPort, address), dir);
     procs.push(apiserver);
-    const server = `https://127.0.0.1:${apiPort}`;
+    const server = `https://${address}:${apiPort}`;
     const api = new Api(server, pki.ca.cert, pki.admin);
     await waitFor("kube-apiserver /readyz", async () => ((await api.get("/readyz")).status === 200 ? true : undefined), { timeoutMs: READY_MS, proc: apiserver, intervalMs: 500 });
     log(`kube-apiserver ready on ${server} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
