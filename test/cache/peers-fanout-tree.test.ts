@@ -5,8 +5,7 @@
 // starts no fill; a peer stream's last byte goes once the sha256 is verified, before the
 // relay's own sync and publish.
 import { request, type IncomingMessage } from "node:http";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -19,13 +18,11 @@ const MiB = 2 ** 20;
 const BASE = `identity: {mode: "off"}\norigins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\n`;
 const OUT = { direction: "out" };
 let origin: Origin;
-let dir: string;
 let policy = policyOf(`${BASE}cache: {peers: {fanout: 1}}\n`);
 const cleanups: (() => Promise<void>)[] = [];
 
 beforeAll(async () => {
   origin = await startOrigin();
-  dir = mkdtempSync(join(tmpdir(), "cache-fanout-"));
 });
 
 afterEach(async () => {
@@ -34,7 +31,6 @@ afterEach(async () => {
 
 afterAll(async () => {
   await origin?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 /** `n` nodes named in rendezvous order for `key` (the first owns it) on 127.0.0.(2+i), sharing one peer list (plus `extra` members that run nothing). */

@@ -116,6 +116,21 @@ export class PeerCaches {
     }
   }
 
+  /** setup(), then every node a member and its cache running, each seeing all of them. */
+  static async started(c: ClusterInfo, o: PeerCachesOptions): Promise<PeerCaches> {
+    const h = await PeerCaches.setup(c, o);
+    const all = h.nodes.map((_, i) => i);
+    try {
+      await h.setMembers(all);
+      await Promise.all(all.map((i) => h.start(i)));
+      await h.waitPeers(all.length);
+      return h;
+    } catch (err) {
+      await h.close();
+      throw err;
+    }
+  }
+
   async #objects(): Promise<void> {
     const api = this.#api;
     await createNamespace(api, this.sys);

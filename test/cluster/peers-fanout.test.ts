@@ -35,10 +35,7 @@ describeCluster("the relay tree: cache.peers.fanout 1, node caches on their own 
 
   beforeAll(async () => {
     origin = await startOrigin({ ranges: true });
-    h = await PeerCaches.setup(c, { nodes: NODES, prefix: "fanout", nodePrefix: "fan", peers: "fanout: 1, idleTimeout: 5s" });
-    await h.setMembers(ALL);
-    await Promise.all(ALL.map((i) => h.start(i)));
-    await h.waitPeers(NODES);
+    h = await PeerCaches.started(c, { nodes: NODES, prefix: "fanout", nodePrefix: "fan", peers: "fanout: 1, idleTimeout: 5s" });
   }, 240_000);
 
   afterAll(async () => {
@@ -85,5 +82,36 @@ describeCluster("the relay tree: cache.peers.fanout 1, node caches on their own 
       for (const i of ALL) if (!h.running().includes(i)) await h.start(i);
       await h.waitPeers(NODES);
     }
+  }, 180_000);
+});
+
+describeCluster("the relay tree: 8 node caches, the default cache.peers.fanout (3)", (c) => {
+  let origin: Origin;
+  let h: PeerCaches;
+  const EIGHT = [0, 1, 2, 3, 4, 5, 6, 7];
+
+  beforeAll(async () => {
+    origin = await startOrigin({ ranges: true });
+    h = await PeerCaches.started(c, { nodes: 8, prefix: "fanout8", nodePrefix: "fan8", peers: "idleTimeout: 5s" });
+  }, 300_000);
+
+  afterAll(async () => {
+    await h?.close();
+    await origin?.close();
+  });
+
+  it("8 nodes, one cold file at once: 1 origin GET, every pod verified, the owner sends the file 3 times (not 7), no node more", async () => {
+    const data = pseudoRandom(16 * MiB, 41);
+    origin.put("/eight.bin", data);
+    origin.rateFor.set("/eight.bin", 4e6);
+    const f = { url: origin.url("/eight.bin"), data, sha256: sha256Hex(data) };
+    const owner = h.nodes.findIndex((n) => n.name === owners(f.url, h.nodes)[0]);
+    const got = await Promise.all(EIGHT.map((i) => h.get(i, f.url, f.sha256)));
+    for (const g of got) expect(g, g.error).toMatchObject({ status: 200, bytes: data.length, sha256: f.sha256 });
+    expect(origin.gets("/eight.bin")).toBe(1);
+    const out = await Promise.all(EIGHT.map((i) => h.metric(i, OUT, { direction: "out" })));
+    expect(out[owner]).toBe(3 * data.length);
+    for (const x of out) expect(x).toBeLessThanOrEqual(3 * data.length);
+    expect(out.reduce((a, b) => a + b, 0)).toBe(7 * data.length);
   }, 180_000);
 });
