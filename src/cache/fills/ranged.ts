@@ -77,6 +77,7 @@ export async function fetchParts(ctx: PartsContext, body: FillBody, first?: { pa
     const now = Date.now();
     if (now - window.start < RAMP_WINDOW_MS) return;
     const add = partsToAdd({ open, max: ctx.concurrency, waiting: queue.length, bytes: window.bytes, ms: now - window.start });
+    if (add > 0) ctx.log.debug({ open, adding: add, mbps: Math.round(window.bytes / 1e3 / (now - window.start)) }, "parts are slow; opening more");
     for (let i = 0; i < add; i++) workers.push(worker());
     window = { start: now, bytes: 0 };
   } };
