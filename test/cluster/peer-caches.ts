@@ -12,7 +12,7 @@
 // failed half way.
 import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { request } from "node:http";
+import { request, type IncomingMessage } from "node:http";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -355,6 +355,19 @@ cache: {port: ${this.port}, diskBudget: 8Gi, peers: {port: ${this.peerPort}${pee
   async peerGet(i: number, url: string, auth: { asNode: number } | { token: string }, headers: Record<string, string> = {}): Promise<Got> {
     const token = "token" in auth ? auth.token : readFileSync(join(this.dir, this.nodes[auth.asNode]!.name, "peer-token"), "utf8");
     return this.#request(`http://${this.nodes[i]!.ip}:${this.peerPort}${objectPath(cacheKey(url), url)}`, token, 60_000, headers);
+  }
+
+  /** Like peerGet, but resolves with the response as it starts (paused: a peer still receiving); the caller destroys it. */
+  peerOpen(i: number, url: string, asNode: number, headers: Record<string, string> = {}): Promise<IncomingMessage> {
+    const token = readFileSync(join(this.dir, this.nodes[asNode]!.name, "peer-token"), "utf8");
+    return new Promise((resolve, reject) => {
+      const r = request(`http://${this.nodes[i]!.ip}:${this.peerPort}${objectPath(cacheKey(url), url)}`, { headers: { authorization: `Bearer ${token}`, ...headers }, agent: false }, (res) => {
+        res.pause();
+        resolve(res);
+      });
+      r.on("error", reject);
+      r.end();
+    });
   }
 
   #request(target: string, token: string, timeoutMs = 120_000, headers: Record<string, string> = {}): Promise<Got> {

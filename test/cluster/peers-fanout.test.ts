@@ -20,10 +20,11 @@ describeCluster("the relay tree: cache.peers.fanout 1, node caches on their own 
   let origin: Origin;
   let h: PeerCaches;
 
+  /** A new file at `path` served at `rate` bytes/s (0: unthrottled). */
   function file(path: string, size: number, seed: number, rate: number): { url: string; data: Buffer; sha256: string } {
     const data = pseudoRandom(size, seed);
     origin.put(path, data);
-    origin.rateFor.set(path, rate);
+    if (rate) origin.rateFor.set(path, rate);
     return { url: origin.url(path), data, sha256: sha256Hex(data) };
   }
 
@@ -56,6 +57,23 @@ describeCluster("the relay tree: cache.peers.fanout 1, node caches on their own 
     expect((await h.total(SOURCES, { source: "origin" })) - o).toBe(1);
     expect((await h.total(SOURCES, { source: "peer" })) - p).toBe(3);
   }, 120_000);
+
+  it("a busy answer names the node a peer's verified token is bound to, not the one it claims", async () => {
+    const f = file("/named.bin", 32 * MiB, 33, 0);
+    const holder = 3;
+    verified(await h.get(holder, f.url, f.sha256), f);
+    const onBehalf = { "x-cache-io-on-behalf-of": `${h.app}/default` };
+    // fan-1's cache (its own token) claims to be fan-3; it keeps the only place (fanout 1) by not reading.
+    const first = await h.peerOpen(holder, f.url, 0, { ...onBehalf, "x-cache-io-node": h.nodes[2]!.name });
+    try {
+      expect(first.statusCode).toBe(200);
+      const busy = await h.peerGet(holder, f.url, { asNode: 1 }, onBehalf);
+      expect(busy.status).toBe(503);
+      expect(busy.error).toMatch(new RegExp(`\\(cache.peers.fanout\\); ask one of them: ${h.nodes[0]!.name}\\n`));
+    } finally {
+      first.destroy();
+    }
+  }, 60_000);
 
   it("a relay in the middle of the chain SIGKILLed mid-transfer: every other pod gets verified bytes, origin bytes < 2x", async () => {
     const f = file("/relay-killed.bin", 32 * MiB, 32, 4e6);
