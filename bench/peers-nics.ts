@@ -7,11 +7,12 @@
 // namespace at the same moment (bench/lib/pods-child.ts). Rows: 1 node (one node's cold
 // time), 4 and 8 nodes with the tier as a star (fanout 64: every node asks the owner), a
 // tree (fanout 2) and a chain (fanout 1), 8 nodes with the tier off, 8 nodes with the
-// owner SIGKILLed mid-fill (star and tree).
+// owner SIGKILLed mid-fill (star and tree); chain and tree with 2 parts at once.
 //   npx tsx bench/peers-nics.ts [--size-mib 128] [--nic-mbps 20] [--rate-mbps 10] [--clients 10] [--rounds 2]
 //   npx tsx bench/peers-nics.ts --clean   (removes a dead run's namespaces and bridge)
 // BENCH_ROWS="8 nodes, star;8 nodes, tree" runs only those rows besides the baseline;
-// --chart-only redraws docs/bench/peers-nics.svg from bench/results/peers-nics.json.
+// --chart-only redraws docs/bench/peers-nics.svg from bench/results/peers-nics.json, --table
+// prints its rows as docs/bench-peers.md's table.
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parsePolicy } from "../src/policy/load.js";
@@ -22,7 +23,7 @@ import { load, machine, main, RESULTS_DIR, ROOT, save } from "./lib/env.js";
 import { makeFile } from "./lib/files.js";
 import { NicCaches } from "./lib/nic-caches.js";
 import { createNics, footprint, removeLeftovers, type Nics } from "./lib/netns.js";
-import { chart, type NicsResult, type NicsRow, type NicsRun, summarize } from "./lib/nics-report.js";
+import { chart, type NicsResult, type NicsRow, type NicsRun, summarize, table } from "./lib/nics-report.js";
 import { startOriginAt } from "./lib/origin-at.js";
 import type { BenchOrigin } from "./lib/origin.js";
 import { run, tempDir } from "./lib/proc.js";
@@ -38,6 +39,9 @@ const ROWS: NicsRow[] = [
   { label: "8 nodes, tree", nodes: 8, tier: true, kill: false, fanout: 2 },
   { label: "4 nodes, chain", nodes: 4, tier: true, kill: false, fanout: 1 },
   { label: "8 nodes, chain", nodes: 8, tier: true, kill: false, fanout: 1 },
+  // 2 parts at once (2 x the per-connection rate = the NIC): the owner's prefix grows at line rate, not in 16 MiB steps
+  { label: "8 nodes, chain, 2 parts at once", nodes: 8, tier: true, kill: false, fanout: 1, parts: "concurrency: 2" },
+  { label: "8 nodes, tree, 2 parts at once", nodes: 8, tier: true, kill: false, fanout: 2, parts: "concurrency: 2" },
   { label: "8 nodes, tier off", nodes: 8, tier: false, kill: false, fanout: STAR },
   { label: "8 nodes, star, owner killed", nodes: 8, tier: true, kill: true, fanout: STAR },
   { label: "8 nodes, tree, owner killed", nodes: 8, tier: true, kill: true, fanout: 2 },
@@ -56,7 +60,7 @@ async function once(h: NicCaches, origin: BenchOrigin, url: string, sha256: stri
   await Promise.all(h.running().map((i) => h.kill(i)));
   const members = range(row.nodes);
   const peers = row.tier ? `enabled: true, fanout: ${row.fanout}` : "enabled: false";
-  h.setPolicy(peers);
+  h.setPolicy(peers, row.parts);
   const parsed = parsePolicy(readFileSync(join(h.dir, "policy.yaml"), "utf8"));
   if (!parsed.ok) throw new Error(`the benchmark's policy does not load: ${JSON.stringify(parsed)}`);
   await h.setMembers(members);
@@ -193,9 +197,10 @@ main(async () => {
     process.stdout.write(removed.length ? `removed ${removed.join(", ")}\n` : "nothing left from earlier runs\n");
     return;
   }
-  if (process.argv.includes("--chart-only")) {
+  if (process.argv.includes("--chart-only") || process.argv.includes("--table")) {
     const saved = load<NicsResult>("peers-nics");
     if (!saved) throw new Error("no bench/results/peers-nics.json: run the benchmark first");
+    if (process.argv.includes("--table")) return void process.stdout.write(`${table(saved.result)}\n`);
     return chart(saved.result);
   }
   await bench();

@@ -52,13 +52,13 @@ export class NicCaches {
     return this.nics.nodes;
   }
 
-  /** The policy every cache watches: the origin on the host's bridge address, identity required, `peers` in cache.peers. */
-  setPolicy(peers: string): void {
+  /** The policy every cache watches: the origin on the host's bridge address, identity required, `peers` in cache.peers, `parts` in cache.parts. */
+  setPolicy(peers: string, parts = ""): void {
     this.#policy ||= join(this.dir, "policy.yaml");
     const origin = this.nics.hostIp;
     writeFileSync(this.#policy, `origins: {allow: ["${origin}"], allowPrivate: ["${origin}"]}
 identity: {mode: required}
-cache: {port: ${PORT}, diskBudget: 8Gi, peers: {port: ${PEER_PORT}${peers ? `, ${peers}` : ""}}}
+cache: {port: ${PORT}, diskBudget: 8Gi, parts: {${parts}}, peers: {port: ${PEER_PORT}${peers ? `, ${peers}` : ""}}}
 `);
   }
 

@@ -14,6 +14,8 @@ export interface NicsRow {
   kill: boolean;
   /** cache.peers.fanout (64: a star, every node asks the owner). */
   fanout: number;
+  /** cache.parts fields, as flow YAML (default: the policy's defaults). */
+  parts?: string;
 }
 
 export interface NicsRun {
@@ -103,4 +105,17 @@ export async function tierChart(rows: { label: string; originFiles: number; last
 export function chart(r: NicsResult): Promise<void> {
   const title = `Per-node NICs (${r.nicBytesPerSecond / 1e6} MB/s each way), ${r.clientsPerNode} pods per node, ${r.sizeBytes / MiB} MiB: the last pod has the file (median of ${r.rounds})`;
   return tierChart(r.rows, title, CHART);
+}
+
+const s = (ms: number) => (ms / 1000).toFixed(ms < 10_000 ? 2 : 1);
+
+/** The rows as the markdown table of docs/bench-peers.md (medians, every run in brackets). */
+export function table(r: NicsResult): string {
+  const head = "| row | pods | origin bytes (runs) | last pod has the file (runs) | vs one node | caches used | machine busy | pods failed (all runs) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |";
+  const lines = r.rows.map((x) => {
+    const rs = r.runs.filter((run) => run.label === x.label);
+    const goal = x.label.includes("node (") || x.label.includes("tier off") ? "" : "**";
+    return `| ${x.label} | ${rs[0]!.clients} | ${goal}${x.originFiles.toFixed(2)}x${goal} (${rs.map((run) => run.originFiles.toFixed(2)).join(", ")}) | ${s(x.lastMs)} s (${rs.map((run) => s(run.lastMs)).join(", ")}) | ${x.lastVsOneNode.toFixed(2)}x | ${x.cacheCores.toFixed(2)} cores | ${x.machineCores.toFixed(2)} cores | ${x.failed}${x.unexpectedFailures ? ` (${x.unexpectedFailures} unexpected)` : ""} |`;
+  });
+  return [head, ...lines].join("\n");
 }
