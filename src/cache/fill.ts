@@ -225,6 +225,7 @@ export class Filler {
         token: this.deps.peers!.token, idleTimeout: c.peers.idleTimeout, connectTimeout: c.connectTimeout, streams: this.#peerStreams,
         tempPath: () => this.deps.store.tempPath(req.key), signal, log, accepts: (sha) => fill.accepts(sha),
         onFailure: (peer, reason) => this.deps.metrics.peerFailures.inc({ peer, reason }),
+        onRedirect: (kind) => this.deps.metrics.peerRedirects.inc({ kind }),
         onLength,
         onBytes: (n) => {
           onBytes(n);

@@ -35,6 +35,7 @@ export class CacheMetrics {
   readonly auth: Counter<"result">;
   readonly peerBytes: Counter<"direction">;
   readonly peerFailures: Counter<"peer" | "reason">;
+  readonly peerRedirects: Counter<"kind">;
   readonly fillSources: Counter<"source">;
   readonly originAuthFailures: Counter<"credential">;
   readonly policyValid: Gauge;
@@ -62,6 +63,7 @@ export class CacheMetrics {
     this.auth = new Counter({ name: "cache_io_cache_auth_total", help: "Bearer tokens checked on file requests, by result (ok, refused: 401, error: keys unavailable)", labelNames: ["result"], registers });
     this.peerBytes = new Counter({ name: "cache_io_cache_peer_bytes_total", help: "Bytes exchanged with peer node caches, by direction (in: received for fills here, out: sent to peers)", labelNames: ["direction"], registers });
     this.peerFailures = new Counter({ name: "cache_io_cache_peer_failures_total", help: "Peer fetches that failed or were given up on, by peer node and reason", labelNames: ["peer", "reason"], registers });
+    this.peerRedirects = new Counter({ name: "cache_io_cache_peer_redirects_total", help: "Peer answers that sent a fill on to other peers: busy (at cache.peers.fanout, naming the peers it serves) or not_present (a named peer without a copy)", labelNames: ["kind"], registers });
     this.fillSources = new Counter({ name: "cache_io_cache_fill_sources_total", help: "Fills completed, by where the bytes came from (origin, peer)", labelNames: ["source"], registers });
     this.originAuthFailures = new Counter({
       name: "cache_io_cache_origin_auth_failures_total",
@@ -70,6 +72,7 @@ export class CacheMetrics {
       registers,
     });
     for (const direction of ["in", "out"]) this.peerBytes.labels({ direction }).inc(0);
+    for (const kind of ["busy", "not_present"]) this.peerRedirects.labels({ kind }).inc(0);
     this.fillDuration = new Histogram({
       name: "cache_io_cache_fill_duration_seconds",
       help: "Time from the start of a fill to its end, by result (ok, unchanged, stale, gone, or the failure reason)",

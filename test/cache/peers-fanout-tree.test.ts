@@ -86,8 +86,10 @@ describe("fanout 1: a chain", () => {
     for (const o of out) expect(o).toBeLessThanOrEqual(f.content.length);
     expect(out.reduce((a, b) => a + b, 0)).toBe(3 * f.content.length);
     for (const n of nodes.slice(1)) expect(await metric(n, "cache_io_cache_fill_sources_total", { source: "peer" })).toBe(1);
-    // Following a busy answer is not a peer failure.
+    // Following a busy answer is not a peer failure; it is counted as a redirect. Three askers, one place at the owner: at least two were sent on.
     for (const n of nodes) expect(await metric(n, "cache_io_cache_peer_failures_total")).toBe(0);
+    const busy = await Promise.all(nodes.map((n) => metric(n, "cache_io_cache_peer_redirects_total", { kind: "busy" })));
+    expect(busy.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(2);
   }, 60_000);
 
   it("a peer's stream of a growing file starts as soon as bytes flow into it, not STREAM_AFTER_MS (1 s) later", async () => {

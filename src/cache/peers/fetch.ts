@@ -48,6 +48,8 @@ export interface PeerFetchContext {
   accepts(sha256: string): boolean;
   /** A peer failed (metric peerFailures). */
   onFailure(peer: string, reason: string): void;
+  /** A peer sent this fill on to others: busy (at its fanout) or not_present (a named peer without a copy) (metric peerRedirects). */
+  onRedirect?(kind: "busy" | "not_present"): void;
   /** Same as for an origin stream (size cap, budget); throwing stops the fill. */
   onLength(total: number, onDisk: number): void;
   onBytes(n: number): void;
@@ -118,6 +120,7 @@ export async function fetchFromPeers(ctx: PeerFetchContext): Promise<PeerResult 
             if (serving || (status === 404 && e.reason === NOT_PRESENT)) {
               // At its fanout (ask the peers it names instead), or a named peer without the file: not a failure.
               if (serving) order.busy(peer, serving);
+              ctx.onRedirect?.(serving ? "busy" : "not_present");
               ctx.log.debug({ peer: peer.node, status, serving, hops: order.hops }, serving ? "peer at its fanout; asking the peers it serves" : "named peer has no copy; asking the next");
               continue;
             }
