@@ -86,45 +86,12 @@ function copyMode(s: Saved<CopyMode>): string {
   ].join("\n");
 }
 
-/** Kept by hand: what the profiles of the fills say (issue 12). */
-const FINDINGS = `### Where a fill's CPU goes, and what is left
-
-- CPU of one unthrottled 1 GiB fill per thread (\`/proc/<pid>/task/*/stat\`, 8 parts): main thread 1.0–1.2 s, the sha256
-  worker 0.6 s, libuv's threads (the writes) 0.3 s, V8's helper threads (concurrent GC) 0.1–0.9 s. One curl stream uses
-  0.7–1.1 s in all, so on 2 cores the fill cannot reach curl's wall time while its main thread alone costs about as much.
-- Done: hashing left the main thread (\`src/cache/fills/hash.ts\`: worker threads read the temp file back from the page
-  cache up to the written prefix; +0.1 s of reads per GiB, about -0.55 s on the main thread; parts that land out of order
-  no longer cost a catch-up on the main thread). Test: \`test/cache/fill-hash.test.ts\` (event loop utilization under 0.3
-  while 256 MiB are hashed; inline hashing measured 0.99).
-- Tried and dropped (interleaved A/B runs, CPU per thread): copying the chunks into pooled 1 MiB write buffers (the
-  single 1 MiB \`write\`s cost libuv 1.05 s per GiB against 0.25 s for \`writev\` of the 64 KiB chunks); copying into
-  pooled 64 KiB slabs (no change: the garbage is node:http's own); batches of 2–4 MiB (more system time than 0.25–1 MiB).
-- What is left on the main thread is node:http: every 64 KiB socket read is a new ArrayBuffer, and its HTTP parser copies
-  each body chunk once more into another one (every body chunk has its own exact-size ArrayBuffer, also the first one
-  after the headers), so a 1 GiB fill churns 2 GiB of short-lived buffers; \`--trace-gc\` shows about 60 mark-compacts per
-  GiB "requested" by external memory. The fix is in the origin client (\`src/cache/origin.ts\`): read the body of a
-  Content-Length response straight from the socket into a reused buffer (\`net.connect({onread})\`) after a small
-  response-head parser. A raw-socket micro here used 0.11–0.15 s of user CPU per GiB against 0.23–0.30 s for node:http.
-- Parts on a fast link cost CPU: the same fill with \`concurrency: 2\` used 2.05 CPU s per GiB (GC helpers 0.1 s), with 8
-  2.7–3.0 s. Opening parts progressively (start with 2, add one while the connections are slower than, say,
-  100 MB/s each) would keep 8 for throttled origins and few for fast ones (\`src/cache/fills/ranged.ts\`).
-- Spread on this shared machine (build of these changes, 1 GiB, medians of 3, the same day): throttled cache-io / curl /
-  aria2c 3.19 / 17.93 / 3.63 s (5.6x, 1.14x; load 6-9), 8.29 / 17.92 / 10.89 s (2.2x, 1.3x; load 12-16: the 8 parts
-  do not get their 60 MB/s each without CPU), 2.58 / 17.91 / 4.04 s (6.9x, 1.57x; load 5-7); unthrottled 0.50x, 0.56x,
-  0.67x curl, and 0.58x with \`concurrency: 2\` (2.25 CPU s per GiB). Before these changes (build 37b2968, quieter
-  machine): 7.0x and 1.45x throttled, 0.47x unthrottled from the Node origin.
-- The unthrottled origin is nginx: the project's Node origin uses 1.1 CPU s per GiB it serves, taken from the client.
-- Copy mode: the injected init container ran \`/v1/ensure\` and only then \`/v1/objects\`, so its copy started when the
-  fill had ended. Now curl runs them side by side (\`--parallel\`, \`src/webhook/init-container.ts\`): the copy streams
-  while the file fills and the ensure beside it shows progress and fails loudly.
-`;
-
-/** The fills sections (6, 7) of the page and their findings; empty when neither benchmark has run. */
+/** The fills sections (6, 7) of the page; empty when neither benchmark has run (their findings are in bench/findings.md). */
 export function fillsSection(): string {
   const cf = load<ColdFill>("cold-fill");
   const cm = load<CopyMode>("copy-mode");
   if (!cf && !cm) return "";
-  return [cf ? coldFill(cf) : "", cm ? copyMode(cm) : "", FINDINGS].join("\n");
+  return [cf ? coldFill(cf) : "", cm ? copyMode(cm) : "", "Where a fill's CPU goes, what was tried and what is left: the findings at the end of this page (\"Cold fill: where a fill's CPU goes\").\n"].join("\n");
 }
 
 /** Rows of the goals table for issue 12's fill goals. */
