@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCache, type RunningCache } from "../../src/cache/index.js";
-import { partsToAdd, RAMP_BELOW } from "../../src/cache/fills/ramp.js";
+import { initialParts, partsToAdd, RAMP_BELOW, RAMP_START } from "../../src/cache/fills/ramp.js";
 import { cacheKey, ensurePath } from "../../src/shared/protocol.js";
 import { fetchRaw, pseudoRandom, startOrigin, type Origin } from "../support/origin.js";
 import { policyOf } from "./policy-of.js";
@@ -36,13 +36,24 @@ describe("partsToAdd", () => {
     expect(partsToAdd(window(2, 10e6, { max: 2 }))).toBe(0);
   });
 
+  it("starts with RAMP_START parts, or all of them when cache.parts.rampBelow is 0", () => {
+    expect(initialParts(8)).toBe(RAMP_START);
+    expect(initialParts(1)).toBe(1);
+    expect(initialParts(8, 0)).toBe(8);
+    expect(partsToAdd(window(2, 60e6), 50e6)).toBe(0); // a lower threshold: 60 MB/s per connection is fast enough
+  });
+
   it("adds nothing for an empty window or no open part", () => {
     expect(partsToAdd({ open: 2, max: 8, waiting: 10, bytes: 0, ms: 0 })).toBe(0);
     expect(partsToAdd({ open: 0, max: 8, waiting: 10, bytes: 0, ms: 100 })).toBe(0);
   });
 });
 
+const BASE = `origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}\n`;
+const DEFAULT = policyOf(`${BASE}cache: {idleTimeout: 10s, diskBudget: 1Gi, parts: {size: 1Mi, concurrency: 8, minFileSize: 2Mi, maxConnections: 32}}\n`);
+
 describe("a fill from an origin that limits each connection", () => {
+  let policy = DEFAULT;
   let origin: Origin;
   let cache: RunningCache;
   let root: string;
@@ -50,10 +61,6 @@ describe("a fill from an origin that limits each connection", () => {
   beforeAll(async () => {
     origin = await startOrigin({ ranges: true });
     root = mkdtempSync(join(tmpdir(), "cache-ramp-"));
-    const policy = policyOf(`
-origins: {allow: ["127.0.0.1"], allowPrivate: ["127.0.0.1"]}
-cache: {idleTimeout: 10s, diskBudget: 1Gi, parts: {size: 1Mi, concurrency: 8, minFileSize: 2Mi, maxConnections: 32}}
-`);
     cache = await startCache({ root, host: "127.0.0.1", port: 0, policy: () => policy, retryBaseMs: 20 });
   });
 
@@ -61,6 +68,23 @@ cache: {idleTimeout: 10s, diskBudget: 1Gi, parts: {size: 1Mi, concurrency: 8, mi
     await cache?.close(100);
     await origin?.close();
     rmSync(root, { recursive: true, force: true });
+  });
+
+  it("keeps RAMP_START parts when cache.parts.rampBelow says every connection is fast enough", async () => {
+    const content = pseudoRandom(12 * MiB, 302);
+    origin.put("/slow-kept.bin", content);
+    origin.rateFor.set("/slow-kept.bin", 4 * MiB);
+    const url = origin.url("/slow-kept.bin");
+    policy = policyOf(`${BASE}cache: {idleTimeout: 10s, diskBudget: 1Gi, parts: {size: 1Mi, concurrency: 8, minFileSize: 2Mi, maxConnections: 32, rampBelow: 1}}\n`);
+    origin.stats.maxActive = 0;
+    try {
+      const r = await fetchRaw(cache.url + ensurePath(cacheKey(url), url));
+      expect(r.status).toBe(200);
+      expect(readFileSync(join(root, "objects", cacheKey(url), "data")).equals(content)).toBe(true);
+      expect(origin.stats.maxActive).toBe(RAMP_START);
+    } finally {
+      policy = DEFAULT;
+    }
   });
 
   it("opens all 8 parts (cache.parts.concurrency) and stores the exact bytes", async () => {

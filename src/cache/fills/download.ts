@@ -19,6 +19,8 @@ import { loadState, removeResume, resumePaths, StateWriter, type ResumeState } f
 export interface PartsPolicy {
   size: number;
   concurrency: number;
+  /** cache.parts.rampBelow; absent: the default. */
+  rampBelow?: number;
   minFileSize: number;
 }
 
@@ -157,7 +159,7 @@ async function ranged(ctx: AttemptContext, r: OriginResponse<FillResponse>, rele
     if (!first) throw new CacheError(502, "origin_status", `origin answered bytes ${cr.start}- of ${redact(ctx.url)}, no missing part starts there`, true);
     await fetchParts(
       {
-        url: ctx.url, origin: ctx.origin, connections: ctx.connections, version, concurrency: ctx.parts.concurrency,
+        url: ctx.url, origin: ctx.origin, connections: ctx.connections, version, concurrency: ctx.parts.concurrency, rampBelow: ctx.parts.rampBelow,
         retries: ctx.retries, retryBaseMs: ctx.retryBaseMs, signal: ctx.signal, log: ctx.log, onBytes: ctx.onBytes,
         onPartDone: async (p: PartState) => {
           if (!writer) return;
@@ -193,7 +195,7 @@ export async function completeFromOrigin(ctx: AttemptContext, body: FillBody, ve
   body.complete(first);
   await fetchParts(
     {
-      url: ctx.url, origin: ctx.origin, connections: ctx.connections, version, concurrency: ctx.parts.concurrency,
+      url: ctx.url, origin: ctx.origin, connections: ctx.connections, version, concurrency: ctx.parts.concurrency, rampBelow: ctx.parts.rampBelow,
       retries: ctx.retries, retryBaseMs: ctx.retryBaseMs, signal: ctx.signal, log: ctx.log, onBytes: ctx.onBytes, onPartDone: async () => undefined,
     },
     body,

@@ -19,6 +19,11 @@ export interface RampWindow {
   ms: number;
 }
 
+/** Parts a fill opens at its start: RAMP_START, or all it may have when the ramp is off (`below` 0: cache.parts.rampBelow). */
+export function initialParts(concurrency: number, below = RAMP_BELOW): number {
+  return below === 0 ? concurrency : Math.min(RAMP_START, concurrency);
+}
+
 /** Parts to open beside the `open` ones after a window. */
 export function partsToAdd(w: RampWindow, below = RAMP_BELOW): number {
   const room = Math.min(w.max - w.open, w.waiting);

@@ -12,7 +12,7 @@ import { redact } from "../redact.js";
 import type { FillBody, PartState } from "./body.js";
 import type { ConnectionPool } from "./connections.js";
 import { ifRange, parseContentRange, rangeHeader, sameVersion, type Version } from "./plan.js";
-import { partsToAdd, RAMP_START, RAMP_WINDOW_MS } from "./ramp.js";
+import { initialParts, partsToAdd, RAMP_WINDOW_MS } from "./ramp.js";
 import { BodyOverrun, receive } from "./receive.js";
 
 const MAX_BACKOFF_MS = 30_000;
@@ -23,6 +23,8 @@ export interface PartsContext {
   connections: ConnectionPool;
   version: Version;
   concurrency: number;
+  /** cache.parts.rampBelow (ramp.ts); 0: every part at once. Default RAMP_BELOW. */
+  rampBelow?: number;
   retries: number;
   retryBaseMs: number;
   signal: AbortSignal;
@@ -76,14 +78,14 @@ export async function fetchParts(ctx: PartsContext, body: FillBody, first?: { pa
     window.bytes += n;
     const now = Date.now();
     if (now - window.start < RAMP_WINDOW_MS) return;
-    const add = partsToAdd({ open, max: ctx.concurrency, waiting: queue.length, bytes: window.bytes, ms: now - window.start });
+    const add = partsToAdd({ open, max: ctx.concurrency, waiting: queue.length, bytes: window.bytes, ms: now - window.start }, ctx.rampBelow);
     if (add > 0) ctx.log.debug({ open, adding: add, mbps: Math.round(window.bytes / 1e3 / (now - window.start)) }, "parts are slow; opening more");
     for (let i = 0; i < add; i++) workers.push(worker());
     window = { start: now, bytes: 0 };
   } };
   const finishPart = (p: PartState, initial?: { r: OriginResponse<FillResponse>; release: () => void }) => finishOne(counted, body, p, signal, initial);
   const workers = [worker(first)];
-  for (let i = 1; i < Math.min(RAMP_START, ctx.concurrency) && i <= queue.length; i++) workers.push(worker());
+  for (let i = 1; i < initialParts(ctx.concurrency, ctx.rampBelow) && i <= queue.length; i++) workers.push(worker());
   for (let seen = 0; seen < workers.length; ) {
     const batch = workers.slice(seen);
     seen = workers.length;
