@@ -11,7 +11,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { cacheKey, objectPath } from "../../src/shared/protocol.js";
 import { fetchRaw, pseudoRandom, sha256Hex, startOrigin, type Origin } from "../support/origin.js";
-import { metric, rankedNames, startNode, StaticPeers, type Node } from "./peers-support.js";
+import { metric, rankedNames, startNode, StaticPeers, type Node, serveFile } from "./peers-support.js";
 import { policyOf } from "./policy-of.js";
 
 const MiB = 2 ** 20;
@@ -46,13 +46,7 @@ async function cluster(key: string, n: number, extra: string[] = []): Promise<No
   return nodes;
 }
 
-function serve(path: string, size: number, seed: number, rate?: number): { url: string; key: string; content: Buffer; sha256: string } {
-  const content = pseudoRandom(size, seed);
-  const { sha256 } = origin.put(path, content);
-  if (rate) origin.rateFor.set(path, rate);
-  const url = origin.url(path);
-  return { url, key: cacheKey(url), content, sha256 };
-}
+const serve = (path: string, size: number, seed: number, rate?: number) => serveFile(origin, path, size, seed, rate);
 
 /** A GET on node `n`'s peer port as node `as` (x-cache-io-node), with `headers`; resolves at the response head. */
 function peerAsk(n: Node, url: string, as: string, headers: Record<string, string> = {}): Promise<IncomingMessage> {

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { cacheKey, ensurePath, objectPath } from "../../src/shared/protocol.js";
 import { fetchRaw, pseudoRandom, sha256Hex, startOrigin, type Origin } from "../support/origin.js";
-import { metric, rankedNames, startFakePeer, startNode, StaticPeers, type Node } from "./peers-support.js";
+import { metric, rankedNames, startFakePeer, startNode, StaticPeers, type Node, serveFile } from "./peers-support.js";
 import { policyOf } from "./policy-of.js";
 import { killAll, killGroup, spawnCache } from "./spawn-cache.js";
 
@@ -54,13 +54,7 @@ async function cluster(key: string, n: number, first = 0): Promise<{ nodes: Node
   return { nodes, source };
 }
 
-function serve(path: string, size: number, seed: number, rate?: number): { url: string; key: string; content: Buffer; sha256: string } {
-  const content = pseudoRandom(size, seed);
-  const { sha256 } = origin.put(path, content);
-  if (rate) origin.rateFor.set(path, rate);
-  const url = origin.url(path);
-  return { url, key: cacheKey(url), content, sha256 };
-}
+const serve = (path: string, size: number, seed: number, rate?: number) => serveFile(origin, path, size, seed, rate);
 
 const stored = (node: Node, key: string) => readFileSync(join(node.root, "objects", key, "data"));
 

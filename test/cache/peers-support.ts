@@ -11,6 +11,8 @@ import { startCache, type RunningCache, type StartOptions } from "../../src/cach
 import { rank } from "../../src/cache/peers/rendezvous.js";
 import type { Peer, PeerSource } from "../../src/cache/peers/types.js";
 import type { Policy } from "../../src/policy/schema.js";
+import { cacheKey } from "../../src/shared/protocol.js";
+import { pseudoRandom, type Origin } from "../support/origin.js";
 
 export class StaticPeers implements PeerSource {
   list: Peer[] = [];
@@ -100,4 +102,13 @@ export async function metric(node: Node, name: string, labels: Record<string, st
   const m = await node.running.cache.metrics.registry.getSingleMetric(name)?.get();
   const want = Object.entries(labels);
   return (m?.values ?? []).filter((v) => want.every(([k, x]) => v.labels[k] === x)).reduce((s, v) => s + v.value, 0);
+}
+
+/** A file on `origin` (throttled to `rate` bytes/s per connection when given): its URL, key, bytes and sha256. */
+export function serveFile(origin: Origin, path: string, size: number, seed: number, rate?: number): { url: string; key: string; content: Buffer; sha256: string } {
+  const content = pseudoRandom(size, seed);
+  const { sha256 } = origin.put(path, content);
+  if (rate) origin.rateFor.set(path, rate);
+  const url = origin.url(path);
+  return { url, key: cacheKey(url), content, sha256 };
 }
