@@ -16,6 +16,8 @@ export interface NicsRow {
   fanout: number;
   /** cache.parts fields, as flow YAML (default: the policy's defaults). */
   parts?: string;
+  /** Run only when BENCH_ROWS names it. */
+  extra?: boolean;
 }
 
 export interface NicsRun {
