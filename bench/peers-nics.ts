@@ -7,7 +7,8 @@
 // namespace at the same moment (bench/lib/pods-child.ts). Rows: 1 node (one node's cold
 // time), 4 and 8 nodes with the tier as a star (fanout 64: every node asks the owner), a
 // tree (fanout 2) and a chain (fanout 1), 8 nodes with the tier off, 8 nodes with the
-// owner SIGKILLed mid-fill (star and tree); chain and tree with 2 parts at once.
+// owner SIGKILLed mid-fill (star and tree); chain and tree with 2 parts at once (and, when
+// BENCH_ROWS names them, with 2 parts of 4 MiB at once).
 //   npx tsx bench/peers-nics.ts [--size-mib 128] [--nic-mbps 20] [--rate-mbps 10] [--clients 10] [--rounds 2]
 //   npx tsx bench/peers-nics.ts --clean   (removes a dead run's namespaces and bridge)
 // BENCH_ROWS="8 nodes, star;8 nodes, tree" runs only those rows besides the baseline;
