@@ -35,10 +35,13 @@ export interface Nics {
 const ip = (args: string[]) => run("ip", args, 30_000);
 const nodeOf = (i: number): NicNode => ({ name: `node-${i + 1}`, netns: `${PREFIX}-n${i + 1}`, ip: `${SUBNET}.${11 + i}`, hostVeth: `${PREFIX}-h${i + 1}` });
 
-/** tbf at `rate` bytes/s: a burst of 10 ms of traffic (at least 64 KiB: one GSO segment), 100 ms of queue. */
+/** The tbf queue's length in time (BENCH_TBF_LATENCY_MS, default 100 ms): what a full link adds to each hop's latency. */
+const QUEUE_MS = Number(process.env.BENCH_TBF_LATENCY_MS ?? 100);
+
+/** tbf at `rate` bytes/s: a burst of 10 ms of traffic (at least 64 KiB: one GSO segment), QUEUE_MS of queue. */
 export function tbfArgs(dev: string, rate: number): string[] {
   const burst = Math.max(64 * 1024, Math.round(rate / 100));
-  return ["qdisc", "add", "dev", dev, "root", "tbf", "rate", `${Math.round(rate * 8)}bit`, "burst", String(burst), "latency", "100ms"];
+  return ["qdisc", "add", "dev", dev, "root", "tbf", "rate", `${Math.round(rate * 8)}bit`, "burst", String(burst), "latency", `${QUEUE_MS}ms`];
 }
 
 /** Names this module creates that exist now (links in the host namespace, namespaces). */
