@@ -10,6 +10,7 @@ import type { WebhookResult } from "../webhook.js";
 import { originBytesSpec, renderSvg, timeToDataSpec } from "./charts.js";
 import { load, ROOT, type Machine, type Saved } from "./env.js";
 import { fillsGoals, fillsSection } from "./fills-section.js";
+import { peersGoals } from "./peers-goals.js";
 import { manyNodesSection, manyPodsSection, METHOD_LABELS, servingSection, timeToDataSection, webhookSection } from "./sections.js";
 import { fmtBytes, fmtMs, fmtRatio, table } from "./stats.js";
 
@@ -115,7 +116,7 @@ function goals(all: All): string {
     w ? (w.half.webhook.p99 < 5 ? "met" : "not met") : "not measured",
     w ? `p99 ${w.half.webhook.p99} ms at ${w.half.rate} reviews/s (bare server at the same rate: ${w.half.bare.p99} ms)` : "",
   ]);
-  rows.push(...fillsGoals());
+  rows.push(...fillsGoals(), ...peersGoals());
   return ["## Goals\n", table(["goal", "status", "measured"], rows.map(([g, s, m]) => [g, s === "met" ? "**met**" : s, m])), ""].join("\n");
 }
 
