@@ -15,6 +15,7 @@ import { CACHE_SA, PEERS_SERVICE, PeerCaches } from "../../test/cluster/peer-cac
 import { killNow, startProc, tail, type Proc } from "../../test/cluster/processes.js";
 import { cpuMs } from "./cpu.js";
 import { inNetns, type NicNode, type Nics } from "./netns.js";
+import { metricSum } from "../../test/support/metrics-text.js";
 
 const SLICE = `${PEERS_SERVICE}-nics`;
 export const PORT = 8585;
@@ -154,13 +155,7 @@ cache: {port: ${PORT}, diskBudget: 8Gi, parts: {${parts}}, peers: {port: ${PEER_
 
   /** The sum of a metric's samples on node i whose labels include `labels`. */
   async metric(i: number, name: string, labels: Record<string, string> = {}): Promise<number> {
-    const text = await (await fetch(`${this.url(i)}/metrics`)).text();
-    let sum = 0;
-    for (const m of text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, "gm"))) {
-      const have = Object.fromEntries([...(m[1] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
-      if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[2]);
-    }
-    return sum;
+    return metricSum(await (await fetch(`${this.url(i)}/metrics`)).text(), name, labels);
   }
 
   async total(name: string, labels: Record<string, string> = {}): Promise<number> {

@@ -24,6 +24,7 @@ import type { ClusterInfo } from "./harness.js";
 import { adminApi, createNamespace, deleteNamespaces, tokenKubeconfig, until } from "./kube.js";
 import { nodesReady } from "./kwok.js";
 import { freePort, killNow, startProc, stopProc, tail, type Proc } from "./processes.js";
+import { metricSum } from "../support/metrics-text.js";
 
 export const PEERS_SERVICE = "cache-io-node-cache-peers";
 export const CACHE_SA = "cache-io-node-cache";
@@ -293,13 +294,7 @@ cache: {port: ${this.port}, diskBudget: 8Gi, peers: {port: ${this.peerPort}${pee
 
   /** The sum of a metric's samples on node i whose labels include `labels`. */
   async metric(i: number, name: string, labels: Record<string, string> = {}): Promise<number> {
-    const text = await (await fetch(`${this.url(i)}/metrics`)).text();
-    let sum = 0;
-    for (const m of text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, "gm"))) {
-      const have = Object.fromEntries([...(m[1] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
-      if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[2]);
-    }
-    return sum;
+    return metricSum(await (await fetch(`${this.url(i)}/metrics`)).text(), name, labels);
   }
 
   /** Sum of a metric over the running caches. */
