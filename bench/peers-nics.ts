@@ -51,6 +51,7 @@ const ROWS: NicsRow[] = [
   { label: "4 nodes, chain, 8 parts of 1 MiB", nodes: 4, tier: true, kill: false, fanout: 1, parts: "size: 1Mi, minFileSize: 1Mi", extra: true },
   { label: "8 nodes, chain, 8 parts of 1 MiB", nodes: 8, tier: true, kill: false, fanout: 1, parts: "size: 1Mi, minFileSize: 1Mi", extra: true },
   { label: "8 nodes, tree, 8 parts of 1 MiB", nodes: 8, tier: true, kill: false, fanout: 2, parts: "size: 1Mi, minFileSize: 1Mi", extra: true },
+  { label: "8 nodes, fanout 3 (the default), 8 parts of 1 MiB", nodes: 8, tier: true, kill: false, fanout: 3, parts: "size: 1Mi, minFileSize: 1Mi", extra: true },
   { label: "8 nodes, tier off", nodes: 8, tier: false, kill: false, fanout: STAR },
   { label: "8 nodes, star, owner killed", nodes: 8, tier: true, kill: true, fanout: STAR },
   { label: "8 nodes, tree, owner killed", nodes: 8, tier: true, kill: true, fanout: 2 },
