@@ -75,7 +75,8 @@ function add(headers: IncomingHttpHeaders, name: string, value: string): void {
 }
 
 function indexOfBlankLine(buf: Uint8Array, end: number, from: number): number {
-  for (let i = buf.indexOf(13, from); i >= 0 && i + 3 < end; i = buf.indexOf(13, i + 1)) {
+  const bytes = buf.subarray(0, end); // never the bytes past `end` (a reused slab's old contents)
+  for (let i = bytes.indexOf(13, from); i >= 0 && i + 3 < end; i = bytes.indexOf(13, i + 1)) {
     if (buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
   }
   return -1;

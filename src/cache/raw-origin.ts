@@ -85,9 +85,18 @@ export class RawResponse {
   start(host: string, port: number, head: string): void {
     const connectTimer = setTimeout(() => this.#cut(this.o.connectTimedOut()), this.o.connectTimeout);
     this.#sock = connect({
-      host, port, lookup: this.o.lookup, signal: this.o.signal, noDelay: true,
+      host, port, lookup: this.o.lookup, noDelay: true,
       onread: { buffer: () => this.#nextBuffer(), callback: (n: number) => this.#onRead(n) },
     });
+    // Not connect({ signal }): that listener stays on the fill-wide signal after the socket closes,
+    // holding every part's socket and slab until the fill ends.
+    const { signal } = this.o;
+    const onAbort = () => this.#sock.destroy(Object.assign(new Error("The operation was aborted", { cause: signal.reason }), { name: "AbortError", code: "ABORT_ERR" }));
+    if (signal.aborted) queueMicrotask(onAbort);
+    else {
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#sock.once("close", () => signal.removeEventListener("abort", onAbort));
+    }
     this.#sock.once("connect", () => clearTimeout(connectTimer));
     this.#sock.setTimeout(this.o.idleTimeout, () => this.#cut(this.o.idleTimedOut()));
     this.#sock.on("error", (err) => {
@@ -99,7 +108,7 @@ export class RawResponse {
       clearTimeout(connectTimer);
       this.#finish(this.#failure ?? cutOff());
     });
-    this.#sock.write(head);
+    this.#sock.write(head, "latin1"); // as node:http writes header bytes (an ETag echoed in If-Range stays byte-exact)
   }
 
   /** Deliver the body to `sink` (once). */

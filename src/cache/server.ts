@@ -115,6 +115,8 @@ async function handlePeer(cache: NodeCache, req: IncomingMessage, res: ServerRes
     const members = cache.filler.peers?.source.peers() ?? [];
     const opened = port.streams.open(params.key, node, rangeStart(req.headers.range), (n) => members.some((p) => p.node === n));
     if ("busy" in opened) return busyAnswer(cache, res, params.key, opened.serving);
+    // The peer may have gone during the awaits above: its "close" has fired already, and the place would never be freed.
+    if (req.socket.destroyed || res.destroyed) return opened.close();
     res.once("close", opened.close);
     return serveObject(cache, req, res, { ...params, viaPeer: true }, port.send(opened.stream));
   }

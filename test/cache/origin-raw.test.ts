@@ -2,6 +2,7 @@
 // loopback server that writes exact bytes: what it reads itself (Content-Length and
 // close-delimited bodies, into reused slabs, pausing while the disk is behind), what it
 // hands to node:http (chunked), and the heads it refuses with a message that says why.
+import { getEventListeners } from "node:events";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
@@ -104,6 +105,27 @@ describe("bodies the raw transport reads", () => {
     expect(Buffer.concat(got).equals(content)).toBe(true);
     expect(got.length).toBeGreaterThan(20); // the reads were many...
     expect(buffers.size).toBeLessThanOrEqual(4); // ...into the same few slabs
+  });
+
+  it("leaves no listener on the fill's signal once a request is done (a long fill's parts would each hold a socket and a slab)", async () => {
+    scripted.answer = (sock) => sock.end("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    const fillSignal = new AbortController().signal;
+    for (let i = 0; i < 20; i++) {
+      const r = await fillGet(url(), settings(), {}, fillSignal);
+      expect(r.res).toBeInstanceOf(RawResponse);
+      await new Promise<void>((resolve, reject) => (r.res as RawResponse).read({ chunk: (b) => (r.res as RawResponse).release(b.length), end: resolve, fail: reject }));
+    }
+    await expect.poll(() => getEventListeners(fillSignal, "abort").length).toBe(0); // the last socket closes a moment after its body ends
+  });
+
+  it("sends header values byte for byte (latin1, as node:http does): an ETag with obs-text comes back in If-Range unchanged", async () => {
+    scripted.requests = [];
+    scripted.answer = (sock) => sock.end("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    const r = await fillGet(url(), settings(), { "if-range": '"caf\u00e9"' }, AbortSignal.timeout(10_000));
+    r.res.destroy();
+    const sent = scripted.requests.at(-1)!;
+    expect(Buffer.from(sent, "latin1").includes(Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x22]))).toBe(true); // caf\xe9"
+    expect(Buffer.from(sent, "latin1").includes(Buffer.from([0xc3, 0xa9]))).toBe(false); // not UTF-8
   });
 
   it("reads a body without Content-Length to the connection's close", async () => {

@@ -38,7 +38,7 @@ describe("PeerStreams: at most fanout streams per file", () => {
 });
 
 describe("whoToHint", () => {
-  it("names the most advanced first (start + sent), each node once, never the caller or a node outside the membership", () => {
+  it("names the most advanced first (bytes sent to it), each node once, never the caller or a node outside the membership", () => {
     const streams = [
       { node: "a", start: 0, sent: 10 },
       { node: "b", start: 100, sent: 5 },
@@ -47,8 +47,16 @@ describe("whoToHint", () => {
       { node: "stranger", start: 0, sent: 999 },
       { node: undefined, start: 0, sent: 999 },
     ];
-    expect(whoToHint(streams, undefined, isMember)).toEqual(["a", "b", "c"]);
-    expect(whoToHint(streams, "a", isMember)).toEqual(["b", "c"]);
+    expect(whoToHint(streams, undefined, isMember)).toEqual(["a", "c", "b"]);
+    expect(whoToHint(streams, "a", isMember)).toEqual(["c", "b"]);
+  });
+
+  it("does not rank by the Range a caller asked for (a peer asking from byte 10^12 is not put first)", () => {
+    const streams = [
+      { node: "a", start: 0, sent: 50 },
+      { node: "b", start: 1e12, sent: 0 },
+    ];
+    expect(whoToHint(streams, undefined, isMember)).toEqual(["a", "b"]);
   });
 
   it("names at most MAX_HINTS nodes", () => {

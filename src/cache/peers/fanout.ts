@@ -55,14 +55,14 @@ export class PeerStreams {
 
 /**
  * Whom a busy answer names: the nodes of `streams` that are peers of this node's
- * membership, not the caller itself, each once, the most advanced (start + sent) first,
+ * membership, not the caller itself, each once, the most advanced (bytes sent) first,
  * at most MAX_HINTS. A stream of an unknown node is not hinted (nobody could ask it).
  */
 export function whoToHint(streams: Iterable<PeerStream>, caller: string | undefined, isMember: (node: string) => boolean): string[] {
   const best = new Map<string, number>();
   for (const s of streams) {
     if (s.node === undefined || s.node === caller || !isMember(s.node)) continue;
-    best.set(s.node, Math.max(best.get(s.node) ?? 0, s.start + s.sent));
+    best.set(s.node, Math.max(best.get(s.node) ?? 0, s.sent)); // not s.start: the caller chose it (Range), it proves nothing
   }
   return [...best.entries()]
     .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
