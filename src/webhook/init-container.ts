@@ -16,25 +16,38 @@ export function cacheBase(policy: Policy): string {
 }
 
 export function curlArgs(files: FileRequest[], mode: Mode, policy: Policy): string[] {
-  const args = [
-    "-q", // first: ignore any .curlrc
-    "--silent", "--show-error", "--fail", "--fail-early", "--globoff",
-    "--proto", "=http",
-    "--connect-timeout", "5",
-    "--speed-limit", "1", "--speed-time", "120",
+  // Global options first; then the ensures, and in copy mode a --next group of the copies.
+  const args = ["-q", /* first: ignore any .curlrc */ "--silent", "--show-error", "--fail-early"];
+  // Transfers run side by side: a copy streams the file while it fills (the ensure beside it
+  // shows progress and fails loudly, and --fail-early then stops the copy), and a pod's
+  // files fill at once instead of one after another.
+  if (mode === "copy" || files.length > 1) args.push("--parallel", "--parallel-immediate", "--parallel-max", String(MAX_PARALLEL));
+  const base = cacheBase(policy);
+  // ensure's body is progress text: -o - puts it in the container log.
+  args.push(...transferArgs(policy, ENSURE_STALL_SECONDS), ...files.flatMap((f) => ["-o", "-", base + ensurePath(f.key, f.url, f.sha256)]));
+  if (mode === "copy") {
+    args.push("--next", ...transferArgs(policy, COPY_STALL_SECONDS), ...files.flatMap((f) => ["-o", `${RESERVED.copyDir}/${f.name}`, base + objectPath(f.key, f.url, f.sha256)]));
+  }
+  return args;
+}
+
+/** An ensure writes a progress line every 2 s: this long without a byte means the cache or the connection is gone. */
+export const ENSURE_STALL_SECONDS = 120;
+/**
+ * A copy gets no byte while its file cannot be streamed yet (a fill whose origin sends no
+ * length, a revalidation that refills, a new sha256 pin: they are served once complete);
+ * the ensure beside it watches the fill, so the copy only needs to notice a dead connection.
+ */
+export const COPY_STALL_SECONDS = 600;
+
+/** The options of one group of transfers (curl resets them at --next). */
+function transferArgs(policy: Policy, stallSeconds: number): string[] {
+  return [
+    "--fail", "--globoff", "--proto", "=http", "--connect-timeout", "5",
+    "--speed-limit", "1", "--speed-time", String(stallSeconds),
     "--retry", String(policy.fetcher.retries), "--retry-all-errors", "--retry-delay", "2",
     ...tokenCurlArgs(policy),
   ];
-  // Transfers run side by side: a copy streams the file while it fills (the ensure beside it
-  // shows progress and fails loudly), and a pod's files fill at once instead of one after another.
-  if (mode === "copy" || files.length > 1) args.push("--parallel", "--parallel-immediate", "--parallel-max", String(MAX_PARALLEL));
-  const base = cacheBase(policy);
-  for (const f of files) {
-    // ensure's body is progress text: -o - puts it in the container log.
-    args.push("-o", "-", base + ensurePath(f.key, f.url, f.sha256));
-    if (mode === "copy") args.push("-o", `${RESERVED.copyDir}/${f.name}`, base + objectPath(f.key, f.url, f.sha256));
-  }
-  return args;
 }
 
 /** Transfers one init container runs at once: a copy-mode file is two (ensure, object); the node cache's default fills per namespace (8). */

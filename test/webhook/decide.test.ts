@@ -56,10 +56,10 @@ describe("what the mutation adds", () => {
     const { after } = admit(pods["no env, volumes or initContainers keys"]!, policy);
     const base = "http://$(NODE_IP):8585";
     expect(fetcherOf(after)?.args).toEqual([
-      "-q", "--silent", "--show-error", "--fail", "--fail-early", "--globoff", "--proto", "=http",
-      "--connect-timeout", "5", "--speed-limit", "1", "--speed-time", "120",
-      "--retry", "10", "--retry-all-errors", "--retry-delay", "2",
+      "-q", "--silent", "--show-error", "--fail-early",
       "--parallel", "--parallel-immediate", "--parallel-max", "8",
+      "--fail", "--globoff", "--proto", "=http", "--connect-timeout", "5", "--speed-limit", "1", "--speed-time", "120",
+      "--retry", "10", "--retry-all-errors", "--retry-delay", "2",
       "-o", "-", `${base}/v1/ensure/${cacheKey(MODEL)}?url=https%3A%2F%2Fmodels.example.com%2Fllama-7b.bin&sha256=${SHA}`,
       "-o", "-", `${base}/v1/ensure/${cacheKey(DATA)}?url=https%3A%2F%2Fdata.example.com%2Fsets%2Ftrain.tar`,
     ]);
@@ -72,17 +72,13 @@ describe("what the mutation adds", () => {
     const fetcher = fetcherOf(after)!;
     const encoded = "https%3A%2F%2Fmodels.example.com%2Fa%24%28HOME%29%2Fit%27s%2A%21%28x%29.bin%3Fq%3D%24%28NODE_IP%29%26s%3Da%2520b%26t%3Dit%2527s";
     const base = "http://$(NODE_IP):8585";
-    expect(fetcher.args!.slice(-6)).toEqual([
-      "-o", "-", `${base}/v1/ensure/${cacheKey(normalized)}?url=${encoded}`,
-      "-o", "/cache-io/model.bin", `${base}/v1/objects/${cacheKey(normalized)}?url=${encoded}`,
-    ]);
+    expect(fetcher.args!.slice(-3)).toEqual(["-o", "/cache-io/model.bin", `${base}/v1/objects/${cacheKey(normalized)}?url=${encoded}`]);
+    expect(fetcher.args).toContain(`${base}/v1/ensure/${cacheKey(normalized)}?url=${encoded}`);
     // What curl receives once the kubelet has expanded $(VAR) from the container's env: only the base changes.
     const env = { ...containerEnv(fetcher, { "status.hostIP": "10.0.0.7" }), HOME: "/root" };
     const argv = [...fetcher.command!, ...fetcher.args!].map((a) => expandKubeletVars(a, env));
-    expect(argv.slice(-6)).toEqual([
-      "-o", "-", `http://10.0.0.7:8585/v1/ensure/${cacheKey(normalized)}?url=${encoded}`,
-      "-o", "/cache-io/model.bin", `http://10.0.0.7:8585/v1/objects/${cacheKey(normalized)}?url=${encoded}`,
-    ]);
+    expect(argv.slice(-3)).toEqual(["-o", "/cache-io/model.bin", `http://10.0.0.7:8585/v1/objects/${cacheKey(normalized)}?url=${encoded}`]);
+    expect(argv).toContain(`http://10.0.0.7:8585/v1/ensure/${cacheKey(normalized)}?url=${encoded}`);
     for (const a of fetcher.args!) expect(a.replace(base, ""), a).not.toMatch(/[$()'*! ]/);
   });
 
@@ -105,9 +101,16 @@ describe("what the mutation adds", () => {
     expect(after.spec?.containers[0]?.volumeMounts).toEqual([{ name: "cache-io-files", mountPath: "/models", readOnly: true }]);
     const fetcher = fetcherOf(after)!;
     expect(fetcher.volumeMounts).toEqual([{ name: "cache-io-files", mountPath: "/cache-io" }]);
-    expect(fetcher.args?.slice(-6)).toEqual([
-      "-o", "-", `http://$(NODE_IP):8585/v1/ensure/${cacheKey(MODEL)}?url=https%3A%2F%2Fmodels.example.com%2Fllama-7b.bin`,
-      "-o", "/cache-io/model.bin", `http://$(NODE_IP):8585/v1/objects/${cacheKey(MODEL)}?url=https%3A%2F%2Fmodels.example.com%2Fllama-7b.bin`,
+    // The ensures, then a --next group of the copies (their own no-progress limit: a file that cannot be streamed yet sends nothing).
+    const ensure = `http://$(NODE_IP):8585/v1/ensure/${cacheKey(MODEL)}?url=https%3A%2F%2Fmodels.example.com%2Fllama-7b.bin`;
+    const object = `http://$(NODE_IP):8585/v1/objects/${cacheKey(MODEL)}?url=https%3A%2F%2Fmodels.example.com%2Fllama-7b.bin`;
+    const args = fetcher.args!;
+    const next = args.indexOf("--next");
+    expect(args.slice(next - 3, next)).toEqual(["-o", "-", ensure]);
+    expect(args.slice(next)).toEqual([
+      "--next", "--fail", "--globoff", "--proto", "=http", "--connect-timeout", "5", "--speed-limit", "1", "--speed-time", "600",
+      "--retry", "10", "--retry-all-errors", "--retry-delay", "2",
+      "-o", "/cache-io/model.bin", object,
     ]);
     expect(restrictedVolumeProblems(after)).toEqual([]);
   });

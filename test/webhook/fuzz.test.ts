@@ -68,7 +68,7 @@ function podFor(files: string, more: Record<string, string>): V1Pod {
   return makePod({ ...more, "cache.io/files": files }, { containers: [app(), app("side", { env: [{ name: "A", value: "$(NODE_IP)" }] })] });
 }
 
-const FIXED = /^(-q|--silent|--show-error|--fail|--fail-early|--globoff|--proto|=http|--connect-timeout|--speed-limit|--speed-time|--retry|--retry-all-errors|--retry-delay|--parallel|--parallel-immediate|--parallel-max|-o|-|\d+)$/;
+const FIXED = /^(-q|--silent|--show-error|--fail|--fail-early|--globoff|--proto|=http|--connect-timeout|--speed-limit|--speed-time|--retry|--retry-all-errors|--retry-delay|--parallel|--parallel-immediate|--parallel-max|--next|-o|-|\d+)$/;
 const CACHE_URL = /^http:\/\/\$\(NODE_IP\):8585\/v1\/(ensure|objects)\/([0-9a-f]{64})\?url=([A-Za-z0-9%._~-]+)(&sha256=[0-9a-f]{64})?$/;
 const COPY_TARGET = /^\/cache-io\/[A-Za-z0-9_][A-Za-z0-9._-]*$/;
 
