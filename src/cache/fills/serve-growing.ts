@@ -50,7 +50,9 @@ export async function serveGrowing(cache: NodeCache, req: IncomingMessage, res: 
     const early = params.viaPeer ? verifiedFor(cache, body, params.sha256) : new Promise<void>(() => undefined);
     let released = false;
     void early.then(() => (released = true));
-    const complete = () => body.finished || (released && body.watermark === size);
+    // Published is complete only for this request's pin: another caller's fill may publish other content.
+    const published = () => body.finished && (!params.sha256 || cache.current(params.key)?.sha256 === params.sha256);
+    const complete = () => published() || (released && body.watermark === size);
     const { sendTimeout } = cache.policy().cache;
     while (pos <= end) {
       // The last byte goes only when the whole file is verified: a client never sees a complete response of unverified bytes.
