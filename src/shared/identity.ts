@@ -21,10 +21,16 @@ export const MIN_CURL = "8.3.0";
  * curl reads the token file into a variable and expands it, trimmed, into the header
  * of every request of the command line; no shell, and `{{...}}` is not the kubelet's
  * `$(VAR)` syntax. An older curl stops at once with "unknown option" (the init
- * container fails, which shows in the pod's status).
+ * container fails, which shows in the pod's status). The token file as a curl variable:
+ * a global option, read once for every group of a command line (--next).
  */
-export function curlTokenArgs(path = TOKEN_PATH): string[] {
-  return ["--variable", `TOKEN@${path}`, "--expand-header", "Authorization: Bearer {{TOKEN:trim}}"];
+export function curlTokenVariable(path = TOKEN_PATH): string[] {
+  return ["--variable", `TOKEN@${path}`];
+}
+
+/** The header that sends it: an option of each group of transfers (curl resets them at --next). */
+export function curlTokenHeader(): string[] {
+  return ["--expand-header", "Authorization: Bearer {{TOKEN:trim}}"];
 }
 
 /** The Kubernetes claims of a bound ServiceAccount token (`kubernetes.io` in the JWT). */

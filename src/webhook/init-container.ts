@@ -17,7 +17,7 @@ export function cacheBase(policy: Policy): string {
 
 export function curlArgs(files: FileRequest[], mode: Mode, policy: Policy): string[] {
   // Global options first; then the ensures, and in copy mode a --next group of the copies.
-  const args = ["-q", /* first: ignore any .curlrc */ "--silent", "--show-error", "--fail-early"];
+  const args = ["-q", /* first: ignore any .curlrc */ "--silent", "--show-error", "--fail-early", ...tokenCurlArgs(policy).global];
   // Transfers run side by side: a copy streams the file while it fills (the ensure beside it
   // shows progress and fails loudly, and --fail-early then stops the copy), and a pod's
   // files fill at once instead of one after another.
@@ -46,7 +46,7 @@ function transferArgs(policy: Policy, stallSeconds: number): string[] {
     "--fail", "--globoff", "--proto", "=http", "--connect-timeout", "5",
     "--speed-limit", "1", "--speed-time", String(stallSeconds),
     "--retry", String(policy.fetcher.retries), "--retry-all-errors", "--retry-delay", "2",
-    ...tokenCurlArgs(policy),
+    ...tokenCurlArgs(policy).perGroup,
   ];
 }
 

@@ -2,7 +2,7 @@
 // audience, in a volume only the init container mounts (read-only), sent by curl.
 import type { V1Volume, V1VolumeMount } from "@kubernetes/client-node";
 import type { Policy } from "../policy/schema.js";
-import { TOKEN_AUDIENCE, TOKEN_DIR, TOKEN_FILE, TOKEN_VOLUME, curlTokenArgs } from "../shared/identity.js";
+import { TOKEN_AUDIENCE, TOKEN_DIR, TOKEN_FILE, TOKEN_VOLUME, curlTokenHeader, curlTokenVariable } from "../shared/identity.js";
 
 export function sendsToken(policy: Policy): boolean {
   return policy.identity.mode !== "off";
@@ -20,6 +20,7 @@ export function tokenMounts(policy: Policy): V1VolumeMount[] {
   return sendsToken(policy) ? [{ name: TOKEN_VOLUME, mountPath: TOKEN_DIR, readOnly: true }] : [];
 }
 
-export function tokenCurlArgs(policy: Policy): string[] {
-  return sendsToken(policy) ? curlTokenArgs() : [];
+/** The curl options that send the token: the variable (global, once) and the header (per group of transfers). */
+export function tokenCurlArgs(policy: Policy): { global: string[]; perGroup: string[] } {
+  return sendsToken(policy) ? { global: curlTokenVariable(), perGroup: curlTokenHeader() } : { global: [], perGroup: [] };
 }

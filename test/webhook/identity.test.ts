@@ -30,9 +30,20 @@ describe("identity.mode required", () => {
     expect(f.command).toEqual(["curl"]);
     const args = f.args!;
     const v = args.indexOf("--variable");
-    expect(args.slice(v, v + 4)).toEqual(["--variable", `TOKEN@${TOKEN_PATH}`, "--expand-header", "Authorization: Bearer {{TOKEN:trim}}"]);
+    expect(args.slice(v, v + 2)).toEqual(["--variable", `TOKEN@${TOKEN_PATH}`]);
+    expect(args.filter((a) => a === "--variable")).toHaveLength(1); // global: read once
     expect(v).toBeLessThan(args.findIndex((a) => a.startsWith("http://")));
     expect(args[0]).toBe("-q");
+    // The header is an option of each group of transfers: copy mode's --next group of copies has it too.
+    const copy = fetcherOf(admit(annotated({ "cache.io/mode": "copy" }), policy).after)!.args!;
+    const groups = copy.join("\n").split("\n--next\n").map((g) => g.split("\n"));
+    expect(groups).toHaveLength(2);
+    for (const g of groups) {
+      const h = g.indexOf("--expand-header");
+      expect(g[h + 1]).toBe("Authorization: Bearer {{TOKEN:trim}}");
+      expect(h).toBeLessThan(g.findIndex((a) => a.startsWith("http://")));
+    }
+    expect(copy.filter((a) => a === "--variable")).toHaveLength(1);
     // nothing the kubelet would expand but NODE_IP
     expect(args.join(" ").match(/\$\(([^)]*)\)/g)?.every((m) => m === "$(NODE_IP)")).toBe(true);
   });
