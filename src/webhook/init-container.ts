@@ -21,7 +21,7 @@ export function curlArgs(files: FileRequest[], mode: Mode, policy: Policy): stri
   // Transfers run side by side: a copy streams the file while it fills (the ensure beside it
   // shows progress and fails loudly, and --fail-early then stops the copy), and a pod's
   // files fill at once instead of one after another.
-  if (mode === "copy" || files.length > 1) args.push("--parallel", "--parallel-immediate", "--parallel-max", String(MAX_PARALLEL));
+  if (mode === "copy" || files.length > 1) args.push("--parallel", "--parallel-immediate", "--parallel-max", String(FILES_AT_ONCE * (mode === "copy" ? 2 : 1)));
   const base = cacheBase(policy);
   // ensure's body is progress text: -o - puts it in the container log.
   args.push(...transferArgs(policy, ENSURE_STALL_SECONDS), ...files.flatMap((f) => ["-o", "-", base + ensurePath(f.key, f.url, f.sha256)]));
@@ -50,8 +50,12 @@ function transferArgs(policy: Policy, stallSeconds: number): string[] {
   ];
 }
 
-/** Transfers one init container runs at once: a copy-mode file is two (ensure, object); the node cache's default fills per namespace (8). */
-export const MAX_PARALLEL = 8;
+/**
+ * Files one init container fetches at once: the node cache's default fills per namespace
+ * (8). A copy-mode file is two transfers (its ensure and its copy; curl starts them in
+ * order, all ensures first), so copy mode allows twice as many.
+ */
+export const FILES_AT_ONCE = 8;
 
 export function fetchContainer(files: FileRequest[], mode: Mode, policy: Policy, resources = policy.fetcher.resources): V1Container {
   const { fetcher } = policy;
