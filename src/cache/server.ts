@@ -113,7 +113,7 @@ async function handlePeer(cache: NodeCache, req: IncomingMessage, res: ServerRes
     }
     if (req.method === "HEAD") return serveObject(cache, req, res, { ...params, viaPeer: true });
     const members = cache.filler.peers?.source.peers() ?? [];
-    const opened = port.streams.open(params.key, node, rangeStart(req.headers.range), (n) => members.some((p) => p.node === n));
+    const opened = port.streams.open(params.key, node, (n) => members.some((p) => p.node === n));
     if ("busy" in opened) return busyAnswer(cache, res, params.key, opened.serving);
     // The peer may have gone during the awaits above: its "close" has fired already, and the place would never be freed.
     if (req.socket.destroyed || res.destroyed) return opened.close();
@@ -140,11 +140,6 @@ async function callerNode(cache: NodeCache, req: IncomingMessage, own: OwnAccoun
 function present(cache: NodeCache, params: ObjectRequest): boolean {
   const m = cache.current(params.key);
   return (!!m && (!params.sha256 || m.sha256 === params.sha256)) || cache.filler.filling(params.key);
-}
-
-function rangeStart(range: string | undefined): number {
-  const m = range === undefined ? null : /^bytes=(\d+)-/.exec(range.trim());
-  return m ? Number(m[1]) : 0;
 }
 
 /** 503: this node streams the file to cache.peers.fanout peers already; x-cache-io-peers-serving names them (those of its membership). */

@@ -14,26 +14,26 @@ describe("PeerStreams: at most fanout streams per file", () => {
   it("opens fanout streams of a key, then answers busy naming them; a closed stream frees its place", () => {
     let fanout = 2;
     const s = new PeerStreams(() => fanout);
-    const one = s.open("k", "a", 0, isMember);
-    const two = s.open("k", "b", 0, isMember);
+    const one = s.open("k", "a", isMember);
+    const two = s.open("k", "b", isMember);
     expect("stream" in one && "stream" in two).toBe(true);
-    expect(s.open("k", "c", 0, isMember)).toEqual({ busy: true, serving: ["a", "b"] });
-    expect("stream" in s.open("other", "c", 0, isMember)).toBe(true);
+    expect(s.open("k", "c", isMember)).toEqual({ busy: true, serving: ["a", "b"] });
+    expect("stream" in s.open("other", "c", isMember)).toBe(true);
     if (!("close" in one)) throw new Error("unreachable");
     one.close();
     one.close(); // twice is once
     expect(s.count("k")).toBe(1);
-    expect("stream" in s.open("k", "c", 0, isMember)).toBe(true);
+    expect("stream" in s.open("k", "c", isMember)).toBe(true);
     fanout = 3; // the policy hot-reloads
-    expect("stream" in s.open("k", "d", 0, isMember)).toBe(true);
-    expect(s.open("k", "e", 0, isMember)).toMatchObject({ busy: true });
+    expect("stream" in s.open("k", "d", isMember)).toBe(true);
+    expect(s.open("k", "e", isMember)).toMatchObject({ busy: true });
   });
 
   it("streams of unknown callers count against the fanout but are not named", () => {
     const s = new PeerStreams(() => 2);
-    s.open("k", undefined, 0, isMember);
-    s.open("k", "zz-not-a-member", 0, isMember);
-    expect(s.open("k", "a", 0, isMember)).toEqual({ busy: true, serving: [] });
+    s.open("k", undefined, isMember);
+    s.open("k", "zz-not-a-member", isMember);
+    expect(s.open("k", "a", isMember)).toEqual({ busy: true, serving: [] });
   });
 });
 

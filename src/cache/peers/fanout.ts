@@ -14,8 +14,6 @@ const NODE_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0
 export interface PeerStream {
   /** The caller's node, when known (a verified peer token, or the claim of an unauthenticated peer). */
   readonly node: string | undefined;
-  /** The first byte asked for (a resume asks from the byte it reached). */
-  readonly start: number;
   /** Bytes handed to the socket so far. */
   sent: number;
 }
@@ -28,12 +26,12 @@ export class PeerStreams {
 
   constructor(private readonly fanout: () => number) {}
 
-  /** A stream of `key` for `node` from byte `start`; or busy, with the peers to ask instead (of those `isMember` knows, never the caller). */
-  open(key: string, node: string | undefined, start: number, isMember: (node: string) => boolean): Opened {
+  /** A stream of `key` for `node`; or busy, with the peers to ask instead (of those `isMember` knows, never the caller). */
+  open(key: string, node: string | undefined, isMember: (node: string) => boolean): Opened {
     let set = this.#byKey.get(key);
     if (set && set.size >= this.fanout()) return { busy: true, serving: whoToHint(set, node, isMember) };
     if (!set) this.#byKey.set(key, (set = new Set()));
-    const stream: PeerStream = { node, start, sent: 0 };
+    const stream: PeerStream = { node, sent: 0 };
     set.add(stream);
     let closed = false;
     return {
@@ -62,7 +60,7 @@ export function whoToHint(streams: Iterable<PeerStream>, caller: string | undefi
   const best = new Map<string, number>();
   for (const s of streams) {
     if (s.node === undefined || s.node === caller || !isMember(s.node)) continue;
-    best.set(s.node, Math.max(best.get(s.node) ?? 0, s.sent)); // not s.start: the caller chose it (Range), it proves nothing
+    best.set(s.node, Math.max(best.get(s.node) ?? 0, s.sent)); // not where its Range starts: the caller chose that, it proves nothing
   }
   return [...best.entries()]
     .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
